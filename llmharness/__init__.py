@@ -1,0 +1,59 @@
+"""llmharness: test runs that LLM coding agents can read.
+
+The pytest plugin (loaded on install) samples, records and prints a few lines; this package
+gives agent scripts the same records the `llmharness` command shows::
+
+    import llmharness
+
+    run = llmharness.summary()            # the latest run's aggregates
+    diff = llmharness.regressions()       # what it broke, against each test's last outcome
+    for change in diff.new_failures:
+        print(change.nodeid, change.reason)
+"""
+
+from __future__ import annotations
+
+import os
+
+from llmharness.records import (
+    Change,
+    NoRecordError,
+    Records,
+    Regressions,
+    RunInfo,
+    RunSummary,
+)
+
+__all__ = [
+    "Change",
+    "NoRecordError",
+    "Records",
+    "Regressions",
+    "RunInfo",
+    "RunSummary",
+    "__version__",
+    "history",
+    "regressions",
+    "summary",
+]
+
+__version__ = "0.1.0"
+
+PathLike = str | os.PathLike[str]
+
+
+def summary(run: str | None = None, directory: PathLike | None = None) -> RunSummary:
+    """The aggregates of a run (default: the latest finished run in the nearest store)."""
+    return Records(directory).summary(run)
+
+
+def regressions(
+    run: str | None = None, against: str | None = None, directory: PathLike | None = None
+) -> Regressions:
+    """A run's regression diff, against each test's last known outcome, a run or `baseline`."""
+    return Records(directory).regressions(run, against)
+
+
+def history(directory: PathLike | None = None) -> list[RunInfo]:
+    """Every recorded run, oldest first."""
+    return Records(directory).history()

@@ -1,0 +1,5 @@
+"""`python -m llmharness`: the same as the `llmharness` command."""
+
+from llmharness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""The `llmharness` command: a few lines by default, `--json` for the whole data.
+
+Exit codes: 0 ok; 1 `regressions --check` found new failures; 2 usage error, or nothing
+recorded where asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from llmharness import reporting
+from llmharness.records import NoRecordError, Records, Regressions, RunSummary
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REGRESSED = 1
+EXIT_USAGE = 2
+
+_EPILOG = """\
+exit codes: 0 ok; 1 `regressions --check` found new failures;
+            2 usage error, or nothing recorded yet (no store, run or baseline)
+The store is found like git finds a repository: .llmharness/ in the current folder or above
+(or --dir DIR)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, no usage dump: an agent reads every byte of it.
+        self.exit(EXIT_USAGE, f"llmharness: error: {message} (see llmharness --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="llmharness",
+        description="Read the test-run records that the llmharness pytest plugin writes.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dir", help="store folder, or a folder below which to look for one")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+
+    summary = verbs.add_parser("summary", help="aggregates of a run in a few lines")
+    summary.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    summary.add_argument("--json", action="store_true", help="print the whole summary as JSON")
+
+    regress = verbs.add_parser("regressions", help="what a run broke and fixed")
+    regress.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    regress.add_argument(
+        "--against",
+        metavar="RUN|baseline",
+        help="compare with a run or the pinned baseline (default: each test's last known outcome)",
+    )
+    regress.add_argument("--json", action="store_true", help="print the diff as JSON")
+    regress.add_argument("--check", action="store_true", help="exit 1 if any test newly fails")
+
+    baseline = verbs.add_parser("baseline", help="pin a run as the baseline to diff against")
+    baseline.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    baseline.add_argument("--force", action="store_true", help="pin even an unfinished run")
+    baseline.add_argument("--show", action="store_true", help="show the pinned baseline")
+    baseline.add_argument("--json", action="store_true", help="print as JSON")
+
+    history = verbs.add_parser("history", help="one line per recorded run")
+    history.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
+    history.add_argument("--json", action="store_true", help="print as JSON")
+
+    show = verbs.add_parser("show", help="the full failure text of one test")
+    show.add_argument("nodeid", help="the test's node id, as in an ERROR line")
+    show.add_argument("--run", help="run id or prefix (default: the latest run that ran it)")
+    return parser
+
+
+def _dump(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _print_summary(summary: RunSummary, records: Records) -> None:
+    data = summary.data
+    print(reporting.headline({**data, "status": summary.status, "run_id": summary.run_id}))
+    rate = "n/a" if summary.pass_rate is None else f"{summary.pass_rate * 100:.1f}%"
+    slowest = ", ".join(
+        f"{item['nodeid']} {item['duration_s']:.2f}s" for item in data.get("slowest", [])[:3]
+    )
+    print(
+        f"pass rate {rate}; test time {data.get('test_time_s', 0):.1f}s; slowest: {slowest or '-'}"
+    )
+    by_dir = sorted(
+        data.get("by_dir", {}).items(), key=lambda kv: -float(kv[1].get("duration_s", 0))
+    )
+    if by_dir:
+        print(
+            "time by dir: "
+            + ", ".join(f"{name} {entry.get('duration_s', 0):.1f}s" for name, entry in by_dir[:4])
+        )
+    clusters = data.get("clusters", [])
+    if clusters:
+        top = "; ".join(f"{c['count']}x {c['cause'][:70]}" for c in clusters[:3])
+        print(f"failures by cause: {top}")
+    second = reporting.regressions_line(data.get("regressions"))
+    if second:
+        print(second)
+    if summary.failed:
+        print(f"details: grep '^ERROR ' {records.root}/runs/{summary.run_id}/log.txt")
+    for warning in records.warnings[:2]:
+        print(f"warning: {warning}")
+
+
+def _print_regressions(diff: Regressions) -> None:
+    against = diff.against or "each test's last known outcome"
+    print(
+        f"regressions of run {diff.run_id} vs {against}: {len(diff.new_failures)} new failures, "
+        f"{len(diff.new_tests_failing)} new tests failing, {len(diff.newly_skipped)} now skipped, "
+        f"{len(diff.fixed)} fixed, {len(diff.still_failing)} still failing, {diff.not_run} not run"
+    )
+    shown = 0
+    for label, items in (
+        ("NEW FAILURE", diff.new_failures),
+        ("NEW TEST FAILING", diff.new_tests_failing),
+        ("NOW SKIPPED", diff.newly_skipped),
+    ):
+        for item in items:
+            if shown == 10:
+                break
+            reason = f" {reporting.sanitize(item.reason, 160)}" if item.reason else ""
+            was = f"was {item.before}" if item.before else "new test"
+            print(f"{label} {reporting.quote_nodeid(item.nodeid)} {was}:{reason}")
+            shown += 1
+    hidden = len(diff.new_failures) + len(diff.new_tests_failing) + len(diff.newly_skipped) - shown
+    if hidden > 0:
+        print(f"... {hidden} more: llmharness regressions --json")
+    for note in diff.notes[:3]:
+        print(f"note: {note}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    records = Records(args.dir)
+    if args.verb == "summary":
+        summary = records.summary(args.run)
+        if args.json:
+            _dump(summary.to_json())
+        else:
+            _print_summary(summary, records)
+        return EXIT_OK
+    if args.verb == "regressions":
+        diff = records.regressions(args.run, args.against)
+        if args.json:
+            _dump(diff.to_json())
+        else:
+            _print_regressions(diff)
+        return EXIT_REGRESSED if args.check and diff.broken else EXIT_OK
+    if args.verb == "baseline":
+        if args.show:
+            baseline = records.baseline()
+            if baseline is None:
+                raise NoRecordError("no baseline pinned: run `llmharness baseline [RUN]`")
+            info = {"run_id": baseline["run_id"], "tests": len(baseline["outcomes"])}
+            if args.json:
+                _dump(info)
+            else:
+                print(f"baseline: run {info['run_id']} ({info['tests']:,} tests)")
+            return EXIT_OK
+        run_id, count = records.pin_baseline(args.run, force=args.force)
+        if args.json:
+            _dump({"run_id": run_id, "tests": count})
+        else:
+            print(f"baseline pinned: run {run_id} ({count:,} tests); diff with --against baseline")
+        return EXIT_OK
+    if args.verb == "history":
+        runs = records.history()[-max(args.n, 1) :]
+        if args.json:
+            _dump([run.__dict__ for run in runs])
+            return EXIT_OK
+        for run in runs:
+            counts = reporting.format_counts(run.counts) if run.counts else "-"
+            agent = f" agent {run.agent_id}" if run.agent_id is not None else ""
+            mode = f" {run.sample_mode}" if run.sample_mode else ""
+            print(f"{run.run_id} {run.status}{agent}{mode}: {counts}")
+        return EXIT_OK
+    if args.verb == "show":
+        run_id, text = records.failure_text(args.nodeid, args.run)
+        sys.stdout.write(f"# run {run_id}\n{text}")
+        return EXIT_OK
+    raise AssertionError(args.verb)  # argparse only lets known verbs through
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except NoRecordError as exc:
+        sys.stderr.write(f"llmharness: {exc}\n")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""Settings: defaults < config file (YAML) < environment < command line, all validated here."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmharness.sampling import parse_fraction, parse_seed
+
+__all__ = ["CONFIG_FILENAME", "ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
+
+CONFIG_FILENAME = "llmharness.yaml"
+ENV_PREFIX = "LLMHARNESS_"
+_MAX_AGENT_ID = 64
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message names where it came from and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob llmharness has, after precedence and validation."""
+
+    store: str = ".llmharness"
+    compact: bool | None = None  # None: on when --fast or an agent id is given
+    max_lines: int = 8
+    fast: bool = False
+    fast_fraction: float | None = None  # None: 10%, or the whole suite under a budget
+    fast_budget: float | None = None
+    time_limit: float | None = None
+    test_timeout: float | None = None
+    progress_interval: float = 30.0
+    keep_runs: int = 50
+    agent_id: str | None = None
+    seed: str | None = None
+    max_reason_chars: int = 300
+    max_output_bytes: int = 65536
+    fast_collect: bool = True
+    config_file: str | None = None
+
+    @property
+    def compact_output(self) -> bool:
+        if self.compact is not None:
+            return self.compact
+        return self.fast or self.agent_id is not None
+
+
+def validate_agent_id(value: str) -> str:
+    """Accept 1-64 printable characters with no path separators; raise ValueError otherwise."""
+    if not value.strip():
+        raise ValueError("agent id must not be empty")
+    if len(value) > _MAX_AGENT_ID:
+        raise ValueError(f"agent id must be at most {_MAX_AGENT_ID} characters, got {len(value)}")
+    if not value.isprintable():
+        raise ValueError(f"agent id must be printable characters only, got {value!r}")
+    if "/" in value or "\\" in value or value in {".", ".."}:
+        raise ValueError(f"agent id must not contain '/' or '\\' or be '.' or '..', got {value!r}")
+    return value
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _parse_compact(value: Any) -> bool | None:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return _parse_bool(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    else:
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def positive_seconds(value: Any) -> float:
+    """Parse a positive number of seconds."""
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"expected a number of seconds greater than 0, got {value!r}")
+    return number
+
+
+def _optional_seconds(value: Any) -> float | None:
+    return None if value is None else positive_seconds(value)
+
+
+def _int_at_least(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _number(value)
+        if number != int(number) or number < minimum:
+            raise ValueError(f"expected a whole number of at least {minimum}, got {value!r}")
+        return int(number)
+
+    return parse
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else parse(value)
+
+
+def _seed(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a seed string, got {value!r}")
+    return parse_seed(value)
+
+
+def _agent(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected an agent id string, got {value!r}")
+    return validate_agent_id(value)
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "store": _text,
+    "compact": _parse_compact,
+    "max_lines": _int_at_least(3),
+    "fast": _parse_bool,
+    "fast_fraction": _optional(parse_fraction),
+    "fast_budget": _optional_seconds,
+    "time_limit": _optional_seconds,
+    "test_timeout": _optional_seconds,
+    "progress_interval": positive_seconds,
+    "keep_runs": _int_at_least(1),
+    "agent_id": _optional(_agent),
+    "seed": _optional(_seed),
+    "max_reason_chars": _int_at_least(40),
+    "max_output_bytes": _int_at_least(0),
+    "fast_collect": _parse_bool,
+}
+KEYS = tuple(_PARSERS)
+_VERBATIM = frozenset({"seed", "agent_id"})
+#: Command-line flags whose name is not `--<key with dashes>`.
+FLAGS = {"store": "--llmharness-store", "config_file": "--llmharness-config"}
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Load a config file; return its mapping and the line of each key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; create it or fix the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        position = getattr(exc, "position", None)  # reader errors: bad characters
+        if mark is not None:
+            where = f":{mark.line + 1}"
+        elif isinstance(position, int):
+            where = f":{text.count(chr(10), 0, position) + 1}"
+        else:
+            where = ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: malformed YAML: {problem}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise ConfigError(
+            f"{path}:1: expected a mapping of settings (key: value), got {type(data).__name__}"
+        )
+    lines = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        lines[str(key.value)] = key.start_mark.line + 1
+        if key.value in _VERBATIM and isinstance(value, yaml.ScalarNode) and not value.style:
+            # An unquoted `seed: 0123` would load as the number 83; keep the text as written.
+            data[key.value] = None if data.get(key.value) is None else value.value
+    return data, lines
+
+
+def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[str], str]) -> None:
+    for key, raw in source.items():
+        parse = _PARSERS.get(str(key))
+        if parse is None:
+            known = ", ".join(KEYS)
+            raise ConfigError(f"{where(str(key))}: unknown key {key!r}; known keys: {known}")
+        try:
+            values[str(key)] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where(str(key))}: {key}: {exc}") from None
+
+
+def find_config_file(rootdir: Path, named: str | None) -> Path | None:
+    """The config file to read: the one named, else `llmharness.yaml` at the rootdir if any."""
+    if named:
+        path = Path(named).expanduser()
+        return path if path.is_absolute() else (rootdir / path if not path.exists() else path)
+    candidate = rootdir / CONFIG_FILENAME
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(
+    rootdir: Path,
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_name: str | None = None,
+) -> Settings:
+    """Merge defaults, the config file, `LLMHARNESS_*` variables and command-line values.
+
+    `cli` holds only the options actually given (None values are ignored).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    named = cli.get("config_file") or env.get(ENV_PREFIX + "CONFIG") or config_name
+    path = find_config_file(rootdir, named)
+    if path is not None:
+        data, lines = _read_yaml(path)
+        _apply(values, data, lambda key: f"{path}:{lines.get(key, 1)}")
+        values["config_file"] = str(path)
+    from_env = {
+        key: env[ENV_PREFIX + key.upper()]
+        for key in KEYS
+        if env.get(ENV_PREFIX + key.upper(), "") != ""
+    }
+    _apply(values, from_env, lambda key: f"environment variable {ENV_PREFIX}{key.upper()}")
+    given = {key: value for key, value in cli.items() if value is not None and key in _PARSERS}
+    _apply(values, given, lambda key: FLAGS.get(key, f"--{key.replace('_', '-')}"))
+    settings = Settings()
+    known = {f.name for f in fields(Settings)}
+    return replace(settings, **{k: v for k, v in values.items() if k in known})

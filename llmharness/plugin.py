@@ -1,0 +1,503 @@
+"""pytest hooks: declare the options, then register one stateful object per process.
+
+The controller (or the only process) registers `Harness`, which samples, records and prints.
+An xdist worker registers `WorkerSampler`, which only applies the controller's sample plan and
+sends back what it collected: under xdist only the controller writes to the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import sys
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmharness import reporting, sampling
+from llmharness.config import ConfigError, Settings, load_settings
+from llmharness.recorder import RunRecorder
+from llmharness.store import Store, StoreError, new_run_id
+
+__all__ = ["Harness", "WorkerSampler"]
+
+HARNESS_KEY = pytest.StashKey["Harness"]()
+_WORKER_KEY = "llmharness"
+# pytest's ExitCode values, as ints so this module needs no private import.
+_EXIT_INTERRUPTED = 2
+_EXIT_INTERNAL = 3
+_EXIT_NO_TESTS = 5
+
+_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--fast", "fast", {"action": "store_true", "help": "run a deterministic sample of the tests"}),
+    (
+        "--fast-fraction",
+        "fast_fraction",
+        {"metavar": "F", "help": "fraction to sample, 0.01 or 1% (implies --fast; default 10%)"},
+    ),
+    (
+        "--fast-budget",
+        "fast_budget",
+        {
+            "metavar": "SECONDS",
+            "help": "sample that fits SECONDS by recorded durations (implies --fast)",
+        },
+    ),
+    (
+        "--agent-id",
+        "agent_id",
+        {"metavar": "ID", "help": "who is running (env LLMHARNESS_AGENT_ID); seeds the sample"},
+    ),
+    (
+        "--seed",
+        "seed",
+        {"metavar": "S", "help": "explicit sample seed, to reproduce another agent's sample"},
+    ),
+    (
+        "--time-limit",
+        "time_limit",
+        {
+            "metavar": "SECONDS",
+            "help": "start no new test after SECONDS; record the run as stopped",
+        },
+    ),
+    (
+        "--test-timeout",
+        "test_timeout",
+        {"metavar": "SECONDS", "help": "fail a single test that runs longer (via pytest-timeout)"},
+    ),
+    (
+        "--compact",
+        "compact",
+        {"action": "store_true", "help": "force the few-line terminal output"},
+    ),
+    (
+        "--no-compact",
+        "compact",
+        {"action": "store_false", "help": "keep pytest's normal terminal output"},
+    ),
+    (
+        "--llmharness-config",
+        "config_file",
+        {"metavar": "FILE", "help": "YAML settings file (default llmharness.yaml at the rootdir)"},
+    ),
+    (
+        "--llmharness-store",
+        "store",
+        {"metavar": "DIR", "help": "store folder (default .llmharness at the rootdir)"},
+    ),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmharness", "llmharness (sampling, compact output, run records)")
+    for flag, key, kwargs in _OPTIONS:
+        group.addoption(flag, dest=f"llmharness_{key}", default=None, **kwargs)
+    parser.addini("llmharness_config", "llmharness YAML settings file", default=None)
+
+
+def _settings(config: pytest.Config) -> Settings:
+    cli = {key: config.getoption(f"llmharness_{key}") for _, key, _ in _OPTIONS}
+    if cli["fast_fraction"] is not None or cli["fast_budget"] is not None:
+        cli["fast"] = True
+    ini = config.getini("llmharness_config")
+    try:
+        return load_settings(config.rootpath, cli, os.environ, str(ini) if ini else None)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"llmharness: {exc}") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        plan = workerinput.get(_WORKER_KEY)
+        if plan is not None:
+            config.pluginmanager.register(WorkerSampler(config, Plan(**plan)), "llmharness-worker")
+        return
+    settings = _settings(config)
+    if settings.test_timeout is not None and config.getoption("timeout", None) is None:
+        # pytest-timeout reads its option in its own pytest_configure, which runs after ours.
+        config.option.timeout = settings.test_timeout
+    harness = Harness(config, settings)
+    config.stash[HARNESS_KEY] = harness
+    config.pluginmanager.register(harness, "llmharness-harness")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    harness = config.stash.get(HARNESS_KEY, None)
+    if harness is not None:
+        harness.recorder.close()
+        del config.stash[HARNESS_KEY]
+        config.pluginmanager.unregister(harness)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to sample, as sent from the controller to xdist workers."""
+
+    fraction: float | None
+    budget_s: float | None
+    seed: str
+    store_root: str
+    deadline: float | None = None  # time.time() after which no test may start
+
+
+def _sample(config: pytest.Config, items: list[pytest.Item], plan: Plan) -> sampling.Sample:
+    nodeids = [item.nodeid for item in items]
+    if plan.budget_s is not None:
+        durations = {
+            nodeid: known.duration
+            for nodeid, known in Store(Path(plan.store_root), readonly=True).load_index().items()
+        }
+        sample = sampling.select_budget(nodeids, plan.budget_s, plan.seed, durations, plan.fraction)
+    else:
+        sample = sampling.select(nodeids, plan.fraction or 0.1, plan.seed)
+    keep = sample.selected_set
+    deselected = [item for item in items if item.nodeid not in keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.nodeid in keep]
+    return sample
+
+
+class WorkerSampler:
+    """On an xdist worker: apply the controller's plan, report the full collection back."""
+
+    def __init__(self, config: pytest.Config, plan: Plan) -> None:
+        self.config = config
+        self.plan = plan
+        self.collected: list[str] = []
+        self.files: set[str] = set()
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.passed and "::" not in report.nodeid:
+            self.files.add(report.nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self) -> bool | None:
+        if self.plan.deadline is not None and time.time() >= self.plan.deadline:
+            return True  # past the time limit: report nothing, the test counts as not run
+        return None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        self.collected = [item.nodeid for item in items]
+        yield
+        sample = None
+        if self.plan.fraction is not None or self.plan.budget_s is not None:
+            sample = dataclasses.asdict(_sample(config, items, self.plan))
+        self.config.workeroutput[_WORKER_KEY] = {  # type: ignore[attr-defined]
+            "collected": self.collected,
+            "files": sorted(self.files),
+            "sample": sample,
+        }
+
+
+class Progress:
+    """Rare one-line progress: none in the first interval, then at most one per interval."""
+
+    def __init__(self, interval: float, started: float) -> None:
+        self.interval = interval
+        self.started = started
+        self.last = started
+
+    def tick(
+        self, done: int, failed: int, left: Callable[[], tuple[int, float | None]]
+    ) -> str | None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return None
+        self.last = now
+        remaining, seconds = left()
+        eta = f", ~{seconds:.0f}s left by recorded durations" if seconds is not None else ""
+        return (
+            f"llmharness: progress {done:,}/{done + remaining:,} done, {failed:,} failed, "
+            f"{now - self.started:.0f}s elapsed{eta}"
+        )
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that drops everything: where pytest's own reporter writes in compact mode."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+class Harness:
+    """The controller's plugin object: sampling, the run record and the compact output."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.rootdir = config.rootpath
+        root = Path(settings.store).expanduser()
+        self.store_root = root if root.is_absolute() else self.rootdir / root
+        self.store = Store(self.store_root, on_warning=self._store_warning)
+        self.seed = settings.seed or (
+            sampling.agent_seed(settings.agent_id)
+            if settings.agent_id is not None
+            else sampling.machine_seed()
+        )
+        self.compact = settings.compact_output and not config.getoption("collectonly")
+        self.started = time.monotonic()
+        limit = settings.time_limit
+        self.deadline = None if limit is None else time.time() + limit
+        self.session: pytest.Session | None = None
+        self.progress = Progress(settings.progress_interval, self.started)
+        self.invocation_dir = config.invocation_params.dir
+        self._writer: Any = None
+        self._pending_warnings: list[str] = []
+        self.recorder = RunRecorder(
+            self.store,
+            new_run_id(),
+            rootdir=self.rootdir,
+            agent_id=settings.agent_id,
+            seed=self.seed,
+            max_reason_chars=settings.max_reason_chars,
+            max_output_bytes=settings.max_output_bytes,
+            argv=config.invocation_params.args,
+        )
+        for message in self._pending_warnings:
+            self.recorder.warn(message)
+        self._pending_warnings = []
+        self.summary: dict[str, Any] | None = None
+        self.stopped_at_limit = False
+        self.internal_errors: list[str] = []
+        self.distributed = False
+        self.selected: list[str] | None = None
+        self._durations: dict[str, float] | None = None
+
+    # -- helpers ---------------------------------------------------------------------
+    def _store_warning(self, message: str) -> None:
+        recorder = getattr(self, "recorder", None)
+        if recorder is None:
+            self._pending_warnings.append(message)
+        else:
+            recorder.warn(message)
+
+    @property
+    def plan(self) -> Plan:
+        settings = self.settings
+        fraction = settings.fast_fraction
+        if fraction is None and settings.fast_budget is None:
+            fraction = 0.10
+        return Plan(
+            fraction=fraction if settings.fast else None,
+            budget_s=settings.fast_budget if settings.fast else None,
+            seed=self.seed,
+            store_root=str(self.store_root),
+            deadline=self.deadline,
+        )
+
+    def _print(self, line: str) -> None:
+        writer = self._writer
+        if writer is not None:
+            writer.line(line)
+        else:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    # -- session ---------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+        self.distributed = self.config.pluginmanager.has_plugin("dsession")
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.compact and reporter is not None:
+            # No public API swaps a reporter's output; this keeps every plugin that holds the
+            # reporter (xdist does) writing into the void, while our lines go to the terminal.
+            self._writer = reporter._tw
+            reporter._tw = type(self._writer)(file=_Discard())
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        plan = self.plan
+        node.workerinput[_WORKER_KEY] = dataclasses.asdict(plan)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+        recorder = self.recorder
+        if output and recorder.collected is None:
+            recorder.collected = list(output["collected"])
+            recorder.collected_files = set(output["files"])
+            if output.get("sample") is not None:
+                recorder.sample = sampling.Sample(**output["sample"])
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.recorder.collection_error(report.nodeid, report.longrepr)
+        elif report.skipped:
+            self.recorder.collection_skip(report.nodeid, report.longrepr)
+        elif "::" not in report.nodeid:
+            if self.recorder.collected_files is None:
+                self.recorder.collected_files = set()
+            self.recorder.collected_files.add(report.nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        self.recorder.collected = [item.nodeid for item in items]
+        yield
+        plan = self.plan
+        if plan.fraction is not None or plan.budget_s is not None:
+            self.recorder.sample = _sample(config, items, plan)
+
+    def pytest_report_collectionfinish(self) -> str | None:
+        if self.recorder.sample is None:
+            return None
+        return f"llmharness sample: {reporting.sample_text(self.recorder.sample_json())}"
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self) -> bool | None:
+        if self.deadline is not None and time.time() >= self.deadline:
+            self._stop_at_limit()
+            return True  # start no new test past the limit
+        return None
+
+    def _stop_at_limit(self) -> None:
+        if self.stopped_at_limit:
+            return
+        self.stopped_at_limit = True
+        reason = f"llmharness: time limit of {self.settings.time_limit:g}s reached"
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason  # xdist's own stop flag (as for --maxfail)
+        if self.session is not None:
+            self.session.shouldstop = reason
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.recorder.test_report(report)
+        if report.when != "teardown":
+            return
+        if self.deadline is not None and time.time() >= self.deadline:
+            self._stop_at_limit()
+        if self.compact:
+            failed = sum(r.outcome in {"failed", "error"} for r in self.recorder.results.values())
+            line = self.progress.tick(len(self.recorder.results), failed, self._expected_left)
+            if line is not None:
+                self._print(line)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if self.selected is None:
+            self.selected = list(ids)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.selected = [item.nodeid for item in session.items]
+
+    def _expected_left(self) -> tuple[int, float | None]:
+        """(tests not yet done, their expected seconds by recorded durations, if known)."""
+        selected = self.selected or []
+        done = self.recorder.results
+        left = [nodeid for nodeid in selected if nodeid not in done]
+        if self._durations is None:
+            self._durations = {
+                nodeid: known.duration
+                for nodeid, known in Store(self.store_root, readonly=True).load_index().items()
+            }
+        if not self._durations:
+            return len(left), None
+        unknown = sampling.estimate_unknown(self._durations)
+        seconds = sum(self._durations.get(nodeid, unknown) for nodeid in left)
+        workers = max(int(getattr(self.config.option, "numprocesses", 0) or 1), 1)
+        return len(left), seconds / workers
+
+    def pytest_warning_recorded(self) -> None:
+        self.recorder.warning_count += 1
+
+    def pytest_internalerror(self, excrepr: Any) -> None:
+        lines = str(excrepr).strip().splitlines()
+        last = lines[-1] if lines else "internal error"
+        self.internal_errors.append(last)
+        self.recorder.log.error("INTERNALERROR", message=reporting.sanitize(last, 300))
+
+    def _status(self, exitstatus: int) -> str:
+        if self.stopped_at_limit:
+            return "time-limit"
+        if exitstatus == _EXIT_INTERRUPTED:
+            return "interrupted"
+        if exitstatus == _EXIT_INTERNAL:
+            return "internal-error"
+        return "complete"
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        status = self._status(int(exitstatus))
+        recorder = self.recorder
+        if recorder.collection_errors and not self.config.getoption(
+            "continue_on_collection_errors"
+        ):
+            recorder.notes.append(
+                "collection errors stopped the run: fix them, or pass "
+                "--continue-on-collection-errors to run the rest"
+            )
+        if self.stopped_at_limit:
+            ran = len(recorder.results)
+            total = len(self.selected) if self.selected is not None else ran
+            text = (
+                f"time limit of {self.settings.time_limit:g}s reached after {ran} of {total} "
+                f"tests; {max(total - ran, 0)} not run"
+            )
+            recorder.log.warning("TIMEOUT", message=text)
+            recorder.not_reached = [n for n in self.selected or () if n not in recorder.results]
+            recorder.notes.append(f"TIMEOUT {text}")
+        for line in self.internal_errors:
+            recorder.notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
+        complete = status == "complete" and int(exitstatus) != _EXIT_NO_TESTS
+        try:
+            self.summary = recorder.finish(int(exitstatus), status, update_history=True)
+            if complete:
+                self._prune()
+        except Exception as exc:  # the record must never change the tests' outcome
+            self._print(f"llmharness: internal error while recording the run: {exc!r}")
+
+    def _prune(self) -> None:
+        protect = {self.recorder.run_id}
+        baseline = self.store.load_baseline()
+        if baseline is not None:
+            protect.add(str(baseline["run_id"]))
+        try:
+            with self.store.locked():
+                self.store.prune(self.settings.keep_runs, protect)
+        except StoreError as exc:
+            self.recorder.warn(str(exc))
+
+    def pytest_terminal_summary(self) -> None:
+        if not self.compact or self.summary is None:
+            return
+        summary = dict(self.summary)
+        notes = list(summary.get("notes", ()))
+        notes.extend(f"llmharness warning: {w}" for w in summary.get("store_warnings", ()))
+        summary["notes"] = notes
+        for line in reporting.compact_lines(
+            summary,
+            self.recorder.error_lines,
+            self.settings.max_lines,
+            log_hint=self._log_hint(),
+        ):
+            self._print(line)
+
+    def _log_hint(self) -> str:
+        log = self.store_root / "last" / "log.txt"
+        try:
+            return os.path.relpath(log, self.invocation_dir)
+        except ValueError:
+            return str(log)
+
+
+def stash_summary(config: pytest.Config) -> Mapping[str, Any] | None:
+    """The summary of the run this config recorded, once the session has finished."""
+    harness = config.stash.get(HARNESS_KEY, None)
+    return None if harness is None else harness.summary

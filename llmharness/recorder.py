@@ -1,0 +1,446 @@
+"""One run's record: combines pytest's reports into one result per test and writes the run folder.
+
+Counting rule (each test counts once, whatever number of reports pytest makes for it):
+
+* setup fails -> `error`; setup skips -> `skipped` (or `xfailed`);
+* call decides otherwise: `passed`, `failed`, `skipped`, `xfailed`, `xpassed` (a strict XPASS is
+  `failed`); several call reports (subtests) -> the worst of them;
+* a teardown failure turns a passing test into `error` and is appended to the reason of a test
+  that had already failed (pytest itself would count such a test twice);
+* a module skipped at collection (`importorskip`) counts as one `skipped` entry for the file, and
+  a collection error as one `error` entry for the file, as pytest counts them.
+
+Files are written as the run goes (`log.txt` and `results.jsonl` line by line, one file per
+failure), so a run that is killed keeps what it did; `summary.json` is written last and marks
+the run finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from llmharness import diff as diffing
+from llmharness import reporting
+from llmharness.reporting import FAILING, TestResult
+from llmharness.sampling import Sample
+from llmharness.store import SCHEMA, Known, Store, StoreError, safe_name
+
+__all__ = ["RunRecorder", "describe_failure"]
+
+_SEVERITY = {"skipped": 0, "xfailed": 1, "passed": 2, "xpassed": 3, "failed": 4, "error": 5}
+_TIMEOUT = re.compile(r"^Failed: Timeout \(>([0-9.]+)s\) from pytest-timeout")
+_E_LINE = re.compile(r"^E\s+(\S.*)$")
+_WHERE_LINE = re.compile(r"^(\S[^:]*:\d+): in ")
+_HEAD_TAIL_MARK = "\n…[{} bytes cut here by llmharness]…\n"
+_MAX_TRACEBACK = 256 * 1024
+
+
+def _first_line(message: str) -> str:
+    lines = message.strip("\n").splitlines() or [""]
+    first = lines[0].rstrip()
+    if first.endswith(":") and len(lines) > 1:
+        # "AssertionError:" followed by the message on the next line: keep both on one line.
+        rest = next((line.strip() for line in lines[1:] if line.strip()), "")
+        first = f"{first} {rest}".rstrip()
+    return first
+
+
+def _relative(path: str, rootdir: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(rootdir))
+    return path
+
+
+def describe_failure(longrepr: Any, rootdir: Path) -> str:
+    """The reason for a failure: exception type, first message line, `(file:line)`."""
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        message = str(getattr(crash, "message", ""))
+        timeout = _TIMEOUT.match(message)
+        if timeout:
+            return f"TIMEOUT after {float(timeout.group(1)):g} s"
+        where = f" ({_relative(str(crash.path), rootdir)}:{crash.lineno})"
+        first = _first_line(message)
+        if first.startswith("assert ") or first == "assert":
+            # pytest drops the type of a failed plain `assert` from the crash message.
+            first = f"AssertionError: {first}"
+        return first + where
+    text = str(longrepr) if longrepr is not None else ""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return f"{longrepr[2]} ({_relative(str(longrepr[0]), rootdir)}:{longrepr[1]})"
+    lines = text.splitlines()
+    e_lines = [m.group(1) for m in map(_E_LINE.match, lines) if m]
+    places = [m.group(1) for m in map(_WHERE_LINE.match, lines) if m]
+    where = f" ({_relative(places[-1], rootdir)})" if places else ""
+    if e_lines:
+        return e_lines[-1] + where
+    return (_first_line(text) or "unknown failure") + where
+
+
+def _bounded(text: str, limit: int) -> str:
+    """Keep the head and tail of a long text, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + _HEAD_TAIL_MARK.format(len(text) - 2 * half) + text[-half:]
+
+
+def _render_log_line(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
+    """structlog renderer: `ERROR <nodeid> <reason>`, or `EVENT key=value ...` for the rest."""
+    name = str(event.pop("event"))
+    if name == "ERROR":
+        return reporting.error_line(event["nodeid"], event["reason"], event["limit"])
+    pairs = " ".join(f"{key}={_kv(value)}" for key, value in event.items())
+    return f"{name} {pairs}".rstrip()
+
+
+def _kv(value: Any) -> str:
+    text = reporting.sanitize(str(value), 200)
+    return json.dumps(text) if (not text or " " in text or '"' in text) else text
+
+
+class _LineFile:
+    """structlog's logger: appends each rendered line and flushes, so a crash loses nothing."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+
+    def msg(self, message: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._handle.write(message + "\n")
+            self._handle.flush()
+
+    info = warning = error = msg
+
+
+@dataclass
+class _Pending:
+    outcome: str | None = None
+    phase: str = "setup"
+    duration: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    skip_reason: str | None = None
+
+
+class RunRecorder:
+    """Collects a run's results and writes its folder in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        rootdir: Path,
+        agent_id: str | None,
+        seed: str,
+        max_reason_chars: int,
+        max_output_bytes: int,
+        argv: Iterable[str] = (),
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.rootdir = rootdir
+        self.agent_id = agent_id
+        self.seed = seed
+        self.max_reason = max_reason_chars
+        self.max_output = max_output_bytes
+        self.started = time.time()
+        self.results: dict[str, TestResult] = {}
+        self.collection_errors: list[dict[str, str]] = []
+        self.error_lines: list[str] = []
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+        self.warning_count = 0
+        self.sample: Sample | None = None
+        self.not_reached: list[str] = []
+        self.collected: list[str] | None = None
+        self.collected_files: set[str] | None = None
+        self.on_result: Callable[[TestResult], None] | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._failure_seq = 0
+        self.dir = store.run_dir(run_id)
+        self._results_file: IO[str] = io.StringIO()
+        self._log_file: IO[str] = io.StringIO()
+        self._writable = False
+        self._open(argv)
+        self.log = structlog.wrap_logger(
+            _LineFile(self._log_file), processors=[_render_log_line], cache_logger_on_first_use=True
+        )
+        self.log.info("START", run=run_id, agent=agent_id, seed=seed, pid=os.getpid())
+
+    def _open(self, argv: Iterable[str]) -> None:
+        try:
+            self.store.ensure()
+            (self.dir / "failures").mkdir(parents=True, exist_ok=True)
+            meta = {
+                "schema": SCHEMA,
+                "run_id": self.run_id,
+                "status": "running",
+                "pid": os.getpid(),
+                "host": os.uname().nodename,
+                "started": self.started,
+                "agent_id": self.agent_id,
+                "seed": self.seed,
+                "argv": list(argv),
+            }
+            self.store.write_json(self.dir / "meta.json", meta)
+            self._results_file = open(  # noqa: SIM115 - kept open for the whole run
+                self.dir / "results.jsonl", "a", encoding="utf-8", errors="surrogatepass"
+            )
+            self._log_file = open(  # noqa: SIM115
+                self.dir / "log.txt", "a", encoding="utf-8", errors="backslashreplace"
+            )
+            self._writable = True
+        except OSError as exc:
+            self.warn(f"cannot write the run record in {self.dir}: {exc.strerror or exc}")
+
+    def warn(self, message: str) -> None:
+        """Keep a one-line warning for the log, the summary and the terminal."""
+        line = reporting.sanitize(message, 300)
+        self.warnings.append(line)
+        if hasattr(self, "log"):
+            self.log.warning("WARNING", message=line)
+
+    # -- reports -----------------------------------------------------------------------
+    def collection_error(self, nodeid: str, longrepr: Any) -> None:
+        reason = describe_failure(longrepr, self.rootdir)
+        self.collection_errors.append({"nodeid": nodeid, "reason": reason})
+        path = self._failure_file(
+            nodeid, "error", "collect", reason, [("collection", str(longrepr))], []
+        )
+        self._error(nodeid, reason, path)
+
+    def collection_skip(self, nodeid: str, longrepr: Any) -> None:
+        reason = describe_failure(longrepr, self.rootdir)
+        self._finish(nodeid, _Pending("skipped", "collect", skip_reason=reason))
+
+    def test_report(self, report: Any) -> None:
+        """Fold one of pytest's TestReports into its test's pending result."""
+        nodeid: str = report.nodeid
+        pending = self._pending.get(nodeid)
+        if pending is None:
+            pending = self._pending[nodeid] = _Pending()
+        pending.duration += float(getattr(report, "duration", 0.0) or 0.0)
+        when = report.when
+        outcome = report.outcome
+        wasxfail = hasattr(report, "wasxfail")
+        if when == "call" or (when == "setup" and outcome != "passed"):
+            if outcome == "failed":
+                now = "error" if when == "setup" else "failed"
+            elif outcome == "skipped":
+                now = "xfailed" if wasxfail else "skipped"
+            else:
+                now = "xpassed" if wasxfail else "passed"
+            if pending.outcome is None or _SEVERITY[now] > _SEVERITY[pending.outcome]:
+                pending.outcome, pending.phase = now, when
+            if outcome == "failed":
+                self._keep_failure(pending, report, when)
+            elif outcome == "skipped" and pending.skip_reason is None:
+                pending.skip_reason = describe_failure(report.longrepr, self.rootdir)
+        elif when == "teardown":
+            if outcome == "failed":
+                if pending.outcome not in FAILING:
+                    pending.outcome, pending.phase = "error", "teardown"
+                self._keep_failure(pending, report, when)
+            self._finish(nodeid, self._pending.pop(nodeid))
+
+    def _keep_failure(self, pending: _Pending, report: Any, when: str) -> None:
+        reason = describe_failure(report.longrepr, self.rootdir)
+        if when == "teardown" and pending.reasons:
+            reason = f"teardown: {reason}"
+        elif len(pending.reasons) and when == "call":
+            reason = f"subtest: {reason}"
+        pending.reasons.append(reason)
+        try:
+            text = report.longreprtext
+        except Exception:  # a broken repr must not stop the record
+            text = repr(report.longrepr)
+        pending.texts.append((when, _bounded(text, _MAX_TRACEBACK)))
+        for title, content in getattr(report, "sections", ()):
+            pending.sections.append((title, _bounded(content, self.max_output)))
+
+    def flush_pending(self) -> None:
+        """Finish tests whose teardown never reported (a crashed worker, an interrupt)."""
+        for nodeid in list(self._pending):
+            pending = self._pending.pop(nodeid)
+            if pending.outcome is not None:
+                self._finish(nodeid, pending)
+
+    def _finish(self, nodeid: str, pending: _Pending) -> None:
+        outcome = pending.outcome or "passed"
+        reason = None
+        failure_file = None
+        if outcome in FAILING:
+            reason = "; ".join(pending.reasons) or "failed without a report"
+            failure_file = self._failure_file(
+                nodeid, outcome, pending.phase, reason, pending.texts, pending.sections
+            )
+            self._error(nodeid, reason, failure_file)
+        elif outcome in {"skipped", "xfailed"}:
+            reason = pending.skip_reason
+        result = TestResult(nodeid, outcome, pending.phase, pending.duration, reason, failure_file)
+        self.results[nodeid] = result
+        if self._writable:
+            with contextlib.suppress(OSError, ValueError):
+                self._results_file.write(json.dumps(result.to_json()) + "\n")
+                self._results_file.flush()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _error(self, nodeid: str, reason: str, failure_file: str | None) -> None:
+        self.log.error("ERROR", nodeid=nodeid, reason=reason, limit=self.max_reason)
+        self.error_lines.append(reporting.error_line(nodeid, reason, self.max_reason))
+
+    def _failure_file(
+        self,
+        nodeid: str,
+        outcome: str,
+        phase: str,
+        reason: str,
+        texts: list[tuple[str, str]],
+        sections: list[tuple[str, str]],
+    ) -> str | None:
+        if not self._writable:
+            return None
+        self._failure_seq += 1
+        name = f"{self._failure_seq:05d}-{safe_name(nodeid.rsplit('::', 1)[-1])[:60]}.txt"
+        parts = [f"nodeid: {nodeid}\noutcome: {outcome} (in {phase})\nreason: {reason}\n"]
+        for when, text in texts:
+            parts.append(f"\n=== traceback ({when}) ===\n{text}\n")
+        for title, content in sections:
+            parts.append(f"\n=== {title} ===\n{content}\n")
+        try:
+            with open(
+                self.dir / "failures" / name, "w", encoding="utf-8", errors="backslashreplace"
+            ) as handle:
+                handle.write("".join(parts))
+        except OSError as exc:
+            self.warn(f"cannot write failure file {name}: {exc.strerror or exc}")
+            return None
+        return f"failures/{name}"
+
+    # -- the end of the run ------------------------------------------------------------
+    def finish(self, exitstatus: int, status: str, update_history: bool) -> dict[str, Any]:
+        """Write summary.json, update the last-known index and the pointers; return the summary."""
+        self.flush_pending()
+        finished = time.time()
+        results = list(self.results.values())
+        summary: dict[str, Any] = {
+            "schema": SCHEMA,
+            "run_id": self.run_id,
+            "status": status,
+            "exitstatus": exitstatus,
+            "started": self.started,
+            "finished": finished,
+            "duration_s": round(finished - self.started, 3),
+            "agent_id": self.agent_id,
+            "sample": self.sample_json(),
+            **reporting.aggregate(results, self.collection_errors),
+            "collection_errors": self.collection_errors,
+            "not_reached": self.not_reached,
+            "warnings": self.warning_count,
+            "notes": self.notes,
+            "store_warnings": self.warnings,
+            "log": f"runs/{self.run_id}/log.txt",
+        }
+        try:
+            with self.store.locked():
+                index = self.store.load_index()
+                failed_files = {error["nodeid"].split("::")[0] for error in self.collection_errors}
+                summary["regressions"] = diffing.diff(
+                    results,
+                    index,
+                    run_id=self.run_id,
+                    against=self._last_before(index),
+                    unknown_files=failed_files,
+                )
+                summary["regressions"]["not_reached"] = len(self.not_reached)
+                if update_history and results:
+                    diffing.update_index(
+                        index,
+                        results,
+                        run_id=self.run_id,
+                        agent_id=self.agent_id,
+                        when=finished,
+                        vanished=self._vanished(index, failed_files)
+                        if status == "complete"
+                        else (),
+                    )
+                    self.store.save_index(index)
+                self._write_summary(summary)
+                self.store.point_to(self.run_id, self.agent_id)
+        except StoreError as exc:
+            self.warn(str(exc))
+            self._write_summary(summary)
+        self.log.info("END", status=status, exitstatus=exitstatus, **summary["counts"])
+        self.close()
+        return summary
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        summary["store_warnings"] = self.warnings
+        if self._writable:
+            self.store.write_json(self.dir / "summary.json", summary)
+
+    @staticmethod
+    def _last_before(index: Mapping[str, Known]) -> str | None:
+        return max((known.run_id for known in index.values()), default=None)
+
+    def _vanished(self, index: Mapping[str, Known], failed_files: set[str]) -> list[str]:
+        """Known tests of files collected cleanly this run that were not collected again."""
+        if self.collected is None or self.collected_files is None:
+            return []
+        present = set(self.collected)
+        files = self.collected_files - failed_files
+        keep: dict[str, bool] = {}
+        gone = []
+        for nodeid in index:
+            if nodeid in present:
+                continue
+            path = nodeid.split("::", 1)[0]
+            if path not in keep:
+                keep[path] = path not in files and (self.rootdir / path).exists()
+            if not keep[path]:
+                gone.append(nodeid)
+        return gone
+
+    def sample_json(self) -> dict[str, Any]:
+        sample = self.sample
+        if sample is None:
+            total = len(self.collected) if self.collected is not None else len(self.results)
+            return {
+                "mode": "full",
+                "fraction": None,
+                "seed": self.seed,
+                "agent_id": self.agent_id,
+                "selected": total,
+                "total": total,
+            }
+        mode = "budget" if sample.budget_s is not None else "fraction"
+        return {
+            "mode": mode,
+            "fraction": sample.fraction,
+            "seed": sample.seed,
+            "agent_id": self.agent_id,
+            "selected": len(sample.selected),
+            "total": sample.total,
+            "budget_s": sample.budget_s,
+            "expected_s": None if sample.expected_s is None else round(sample.expected_s, 3),
+        }
+
+    def close(self) -> None:
+        for handle in (self._results_file, self._log_file):
+            with contextlib.suppress(OSError, ValueError):
+                handle.close()

@@ -1,0 +1,351 @@
+"""Reading the store: runs, summaries, regression diffs and failures as typed objects.
+
+This is the read path shared by the CLI and the Python API; it never imports pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmharness import diff as _diff
+from llmharness.reporting import FAILING, OUTCOMES
+from llmharness.store import SCHEMA, Known, Store, StoreError, find_store, is_run_id
+
+__all__ = [
+    "Change",
+    "NoRecordError",
+    "Records",
+    "Regressions",
+    "RunInfo",
+    "RunSummary",
+]
+
+
+class NoRecordError(LookupError):
+    """Nothing is recorded where asked (no store, no such run, no baseline)."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The aggregates of one run, as `llmharness summary --json` prints them."""
+
+    run_id: str
+    status: str
+    exitstatus: int | None
+    duration_s: float
+    agent_id: str | None
+    counts: Mapping[str, int]
+    pass_rate: float | None
+    sample: Mapping[str, Any]
+    data: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def failed(self) -> int:
+        """Failed plus errored tests (collection errors included)."""
+        return int(self.counts.get("failed", 0)) + int(self.counts.get("error", 0))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One test in a regression diff: its outcome before and after, and why it fails now."""
+
+    nodeid: str
+    before: str | None
+    after: str
+    reason: str | None = None
+    last_run: str | None = None
+
+
+@dataclass(frozen=True)
+class Regressions:
+    """What changed for each test between a run and what was known before it."""
+
+    run_id: str
+    against: str | None
+    new_failures: tuple[Change, ...]
+    new_tests_failing: tuple[Change, ...]
+    newly_skipped: tuple[Change, ...]
+    fixed: tuple[Change, ...]
+    still_failing: tuple[Change, ...]
+    not_run: int
+    notes: tuple[str, ...] = ()
+    data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def broken(self) -> bool:
+        """True when a test that passed before now fails (what `--check` gates on)."""
+        return bool(self.new_failures)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.data, "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One line of history: a run, its status and counts."""
+
+    run_id: str
+    status: str
+    agent_id: str | None
+    counts: Mapping[str, int]
+    duration_s: float | None
+    sample_mode: str | None
+
+
+def _changes(items: Any) -> tuple[Change, ...]:
+    return tuple(
+        Change(
+            nodeid=str(item["nodeid"]),
+            before=item.get("before"),
+            after=str(item.get("after")),
+            reason=item.get("reason"),
+            last_run=item.get("last_run"),
+        )
+        for item in items or ()
+    )
+
+
+def _regressions_from(data: Mapping[str, Any], notes: tuple[str, ...] = ()) -> Regressions:
+    return Regressions(
+        run_id=str(data.get("run_id")),
+        against=data.get("against"),
+        new_failures=_changes(data.get("new_failures")),
+        new_tests_failing=_changes(data.get("new_tests_failing")),
+        newly_skipped=_changes(data.get("newly_skipped")),
+        fixed=_changes(data.get("fixed")),
+        still_failing=_changes(data.get("still_failing")),
+        not_run=int(data.get("not_run", 0)),
+        notes=notes,
+        data=data,
+    )
+
+
+class Records:
+    """A store opened for reading, found from a folder upward as git finds a repository."""
+
+    def __init__(self, where: str | os.PathLike[str] | None = None) -> None:
+        start = Path(where) if where is not None else Path.cwd()
+        if (start / "runs").is_dir():
+            root: Path | None = start
+        else:
+            root = find_store(start)
+        if root is None:
+            raise NoRecordError(
+                f"no llmharness store at or above {start}: run pytest with llmharness first "
+                "(or pass --dir)"
+            )
+        self.warnings: list[str] = []
+        self.store = Store(root, on_warning=self.warnings.append)
+        self.root = root
+
+    # -- runs --------------------------------------------------------------------------
+    def resolve(self, ref: str | None = None) -> str:
+        """A run id from a reference: None/`last` (latest finished run), an id or its prefix."""
+        if ref in (None, "last", "latest"):
+            run_id = self.store.latest_run()
+            if run_id is None:
+                raise NoRecordError(f"no finished run recorded in {self.root}")
+            return run_id
+        assert ref is not None
+        runs = self.store.list_runs()
+        if ref in runs:
+            return ref
+        matches = [run_id for run_id in runs if run_id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NoRecordError(f"no run {ref!r} in {self.root}; see `llmharness history`")
+        raise NoRecordError(f"run {ref!r} is ambiguous ({len(matches)} runs start with it)")
+
+    def summary(self, ref: str | None = None) -> RunSummary:
+        """The aggregates of a run (default: the latest finished one)."""
+        run_id = self.resolve(ref)
+        status, data = self.store.run_status(run_id)
+        if data is None or "counts" not in data:
+            data = self._partial_summary(run_id, status, data or {})
+        counts = {outcome: int(data.get("counts", {}).get(outcome, 0)) for outcome in OUTCOMES}
+        return RunSummary(
+            run_id=run_id,
+            status=status,
+            exitstatus=data.get("exitstatus"),
+            duration_s=float(data.get("duration_s") or 0.0),
+            agent_id=data.get("agent_id"),
+            counts=counts,
+            pass_rate=data.get("pass_rate"),
+            sample=data.get("sample") or {},
+            data=data,
+        )
+
+    def _partial_summary(self, run_id: str, status: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """What an unfinished run recorded before it stopped, from its results file."""
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for result in self.results(run_id):
+            outcome = str(result.get("outcome"))
+            if outcome in counts:
+                counts[outcome] += 1
+        return {
+            "schema": SCHEMA,
+            "run_id": run_id,
+            "status": status,
+            "exitstatus": None,
+            "agent_id": meta.get("agent_id"),
+            "counts": counts,
+            "duration_s": None,
+            "sample": {"seed": meta.get("seed"), "agent_id": meta.get("agent_id")},
+        }
+
+    def results(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Each test result line of a run; a torn or garbled line (a killed run) is skipped."""
+        path = self.store.run_dir(run_id) / "results.jsonl"
+        try:
+            handle = open(path, encoding="utf-8", errors="surrogatepass")  # noqa: SIM115
+        except OSError:
+            return
+        with handle:
+            for line in handle:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(item, dict) and isinstance(item.get("nodeid"), str):
+                    yield item
+
+    def history(self) -> list[RunInfo]:
+        """Every run in the store, oldest first."""
+        infos = []
+        for run_id in self.store.list_runs():
+            status, data = self.store.run_status(run_id)
+            if data is None or "counts" not in data:
+                data = self._partial_summary(run_id, status, data or {})
+            infos.append(
+                RunInfo(
+                    run_id=run_id,
+                    status=status,
+                    agent_id=data.get("agent_id"),
+                    counts=data.get("counts") or {},
+                    duration_s=data.get("duration_s"),
+                    sample_mode=(data.get("sample") or {}).get("mode"),
+                )
+            )
+        return infos
+
+    def unfinished_after(self, run_id: str) -> list[str]:
+        """Runs started after `run_id` that never wrote a summary (killed, crashed, running)."""
+        return [
+            other
+            for other in self.store.list_runs()
+            if other > run_id and self.store.run_status(other)[0] in {"incomplete", "running"}
+        ]
+
+    # -- regressions -------------------------------------------------------------------
+    def _outcomes_of(self, run_id: str) -> dict[str, Known]:
+        return {
+            str(item["nodeid"]): Known(str(item.get("outcome")), run_id, None, 0.0, 0.0)
+            for item in self.results(run_id)
+        }
+
+    def regressions(self, ref: str | None = None, against: str | None = None) -> Regressions:
+        """The diff of a run against each test's last known outcome, a named run or the baseline."""
+        run_id = self.resolve(ref)
+        summary = self.summary(run_id)
+        notes = []
+        if summary.status != "complete":
+            reached = summary.data.get("not_reached") or ()
+            unreached = f" ({len(reached)} tests not reached)" if reached else ""
+            notes.append(
+                f"run {run_id} is {summary.status}{unreached}: tests it did not reach count as "
+                "not run, never as fixed or removed"
+            )
+        for other in self.unfinished_after(run_id):
+            notes.append(f"run {other} did not finish (killed, crashed or still running)")
+        if against is None:
+            data = summary.data.get("regressions")
+            if not isinstance(data, Mapping):
+                raise NoRecordError(f"run {run_id} has no regression diff recorded")
+            return _regressions_from(data, tuple(notes))
+        if against == "baseline":
+            baseline = self.store.load_baseline()
+            if baseline is None:
+                raise NoRecordError("no baseline pinned: run `llmharness baseline [RUN]` first")
+            before = {
+                nodeid: Known(str(outcome), str(baseline["run_id"]), None, 0.0, 0.0)
+                for nodeid, outcome in baseline["outcomes"].items()
+            }
+            label = f"baseline {baseline['run_id']}"
+        else:
+            other = self.resolve(against)
+            status = self.store.run_status(other)[0]
+            if status != "complete":
+                notes.append(f"compared against run {other}, which is {status}")
+            before = self._outcomes_of(other)
+            label = other
+        results = [_result(item) for item in self.results(run_id)]
+        data = _diff.diff(results, before, run_id=run_id, against=label)
+        return _regressions_from(data, tuple(notes))
+
+    # -- baseline ----------------------------------------------------------------------
+    def pin_baseline(self, ref: str | None = None, force: bool = False) -> tuple[str, int]:
+        """Pin a run's outcomes as the baseline; refuse an unfinished run unless forced."""
+        run_id = self.resolve(ref)
+        status = self.store.run_status(run_id)[0]
+        if status != "complete" and not force:
+            raise NoRecordError(
+                f"run {run_id} is {status}, not complete: pin a complete run (or pass --force)"
+            )
+        outcomes = {str(item["nodeid"]): str(item.get("outcome")) for item in self.results(run_id)}
+        try:
+            with self.store.locked():
+                if not self.store.save_baseline(run_id, outcomes):
+                    raise NoRecordError(f"could not write the baseline: {'; '.join(self.warnings)}")
+        except StoreError as exc:
+            raise NoRecordError(str(exc)) from None
+        return run_id, len(outcomes)
+
+    def baseline(self) -> Mapping[str, Any] | None:
+        return self.store.load_baseline()
+
+    # -- failures ----------------------------------------------------------------------
+    def failure_text(self, nodeid: str, ref: str | None = None) -> tuple[str, str]:
+        """(run id, full failure text) of a test, from the named run or the latest that ran it."""
+        runs = [self.resolve(ref)] if ref else list(reversed(self.store.list_runs()))
+        for run_id in runs:
+            for item in self.results(run_id):
+                if item["nodeid"] != nodeid:
+                    continue
+                if item.get("outcome") not in FAILING:
+                    return run_id, f"{nodeid}: {item.get('outcome')} in run {run_id}\n"
+                failure = item.get("failure_file")
+                if not isinstance(failure, str) or not failure.startswith("failures/"):
+                    return run_id, f"{nodeid}: {item.get('outcome')}: {item.get('reason')}\n"
+                path = self.store.run_dir(run_id) / failure
+                try:
+                    return run_id, path.read_text(encoding="utf-8", errors="replace")
+                except OSError as exc:
+                    return run_id, f"{nodeid}: {item.get('reason')} ({path}: {exc.strerror})\n"
+        where = f"run {ref}" if ref else "any recorded run"
+        raise NoRecordError(f"test {nodeid!r} is not in {where}; check the node id")
+
+
+def _result(item: Mapping[str, Any]) -> Any:
+    from llmharness.reporting import TestResult
+
+    return TestResult(
+        nodeid=str(item["nodeid"]),
+        outcome=str(item.get("outcome")),
+        phase=str(item.get("phase", "call")),
+        duration=float(item.get("duration") or 0.0),
+        reason=item.get("reason"),
+        failure_file=item.get("failure_file"),
+    )
+
+
+def is_run_reference(text: str) -> bool:
+    return text in {"last", "latest"} or is_run_id(text)

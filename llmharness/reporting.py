@@ -1,0 +1,312 @@
+"""What llmharness writes for people and agents to read: ERROR lines, aggregates, terminal lines.
+
+ERROR line format (one line per failed or errored test, and per collection error)::
+
+    ERROR <nodeid> <reason>
+
+`<nodeid>` is written bare when it is made only of printable non-space characters other than
+`"` and `\\`; otherwise it is written as a JSON string (double quotes, backslash escapes), so
+`parse_error_line` recovers the exact node id either way. `<reason>` is the exception type, the
+first line of its message and `(file:line)`, with control characters escaped (`\\n`, `\\x1b`,
+...) so it never spans lines, and cut to a bounded length with a `…[+N chars]` marker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "OUTCOMES",
+    "TestResult",
+    "aggregate",
+    "cluster_key",
+    "compact_lines",
+    "error_line",
+    "format_counts",
+    "parse_error_line",
+    "quote_nodeid",
+    "sanitize",
+]
+
+#: pytest's outcome words, in the order pytest prints them.
+OUTCOMES = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
+FAILING = frozenset({"failed", "error"})
+SCHEMA = 1
+_BARE_NODEID = re.compile(r'^[^\s"\\\x00-\x1f\x7f-\x9f]+$')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test's single, combined outcome in a run (setup, call and teardown together)."""
+
+    nodeid: str
+    outcome: str
+    phase: str
+    duration: float
+    reason: str | None = None
+    failure_file: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "phase": self.phase,
+            "duration": round(self.duration, 6),
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        if self.failure_file is not None:
+            data["failure_file"] = self.failure_file
+        return data
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def sanitize(text: str, limit: int) -> str:
+    """Make `text` one printable line of at most about `limit` characters."""
+    text = _ANSI.sub("", text)
+    text = _CONTROL.sub(_escape_char, text)
+    if len(text) > limit:
+        cut = len(text) - limit
+        text = f"{text[:limit]}…[+{cut} chars]"
+    return text
+
+
+def quote_nodeid(nodeid: str) -> str:
+    """Write a node id so that it stays one token on an ERROR line."""
+    if _BARE_NODEID.match(nodeid):
+        return nodeid
+    return json.dumps(nodeid, ensure_ascii=True)
+
+
+def error_line(nodeid: str, reason: str, limit: int = 300) -> str:
+    """One `ERROR <nodeid> <reason>` line, without the trailing newline."""
+    return f"ERROR {quote_nodeid(nodeid)} {sanitize(reason, limit)}"
+
+
+def parse_error_line(line: str) -> tuple[str, str]:
+    """Split an ERROR line back into the exact node id and the reason."""
+    if not line.startswith("ERROR "):
+        raise ValueError(f"not an ERROR line: {line[:60]!r}")
+    rest = line[len("ERROR ") :].rstrip("\n")
+    if rest.startswith('"'):
+        nodeid, end = json.JSONDecoder().raw_decode(rest)
+        return str(nodeid), rest[end:].lstrip(" ")
+    nodeid, _, reason = rest.partition(" ")
+    return nodeid, reason
+
+
+_NUMBER = re.compile(r"\b0x[0-9a-fA-F]+\b|\b\d+(\.\d+)?\b")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_LOCATION = re.compile(r"\s*\([^()]*:\d+\)$")
+
+
+def cluster_key(reason: str) -> str:
+    """The cause of a failure with its particulars (numbers, quoted values, location) removed."""
+    key = _LOCATION.sub("", reason)
+    key = _QUOTED.sub("'…'", key)
+    key = _NUMBER.sub("N", key)
+    return " ".join(key.split())[:160]
+
+
+def format_counts(counts: Mapping[str, int]) -> str:
+    """pytest's way: `3 failed, 118 passed, 2 skipped`; `errors` in the plural as pytest does."""
+    parts = []
+    for outcome in OUTCOMES:
+        number = counts.get(outcome, 0)
+        if number:
+            word = "errors" if outcome == "error" and number != 1 else outcome
+            parts.append(f"{number:,} {word}")
+    return ", ".join(parts) or "no tests ran"
+
+
+def _split_path(nodeid: str) -> tuple[str, str]:
+    path = nodeid.split("::", 1)[0]
+    directory = path.rsplit("/", 1)[0] if "/" in path else "."
+    return path, directory
+
+
+def aggregate(
+    results: Iterable[TestResult],
+    collection_errors: Sequence[Mapping[str, str]] = (),
+    slowest: int = 10,
+    clusters: int = 20,
+) -> dict[str, Any]:
+    """Pre-computed statistics of a run: counts, pass rate, per file/dir, slowest, clusters."""
+    counts: Counter[str] = Counter()
+    by_file: dict[str, Counter[str]] = {}
+    file_time: dict[str, float] = {}
+    by_dir: dict[str, Counter[str]] = {}
+    dir_time: dict[str, float] = {}
+    timed: list[tuple[float, str, str]] = []
+    groups: dict[str, list[TestResult]] = {}
+    total_time = 0.0
+    for result in results:
+        counts[result.outcome] += 1
+        path, directory = _split_path(result.nodeid)
+        by_file.setdefault(path, Counter())[result.outcome] += 1
+        file_time[path] = file_time.get(path, 0.0) + result.duration
+        by_dir.setdefault(directory, Counter())[result.outcome] += 1
+        dir_time[directory] = dir_time.get(directory, 0.0) + result.duration
+        total_time += result.duration
+        timed.append((result.duration, result.nodeid, result.outcome))
+        if result.outcome in FAILING and result.reason:
+            groups.setdefault(cluster_key(result.reason), []).append(result)
+    for error in collection_errors:
+        counts["error"] += 1
+        path, directory = _split_path(error["nodeid"])
+        by_file.setdefault(path, Counter())["error"] += 1
+        by_dir.setdefault(directory, Counter())["error"] += 1
+        groups.setdefault(cluster_key(error["reason"]), []).append(
+            TestResult(error["nodeid"], "error", "collect", 0.0, error["reason"])
+        )
+    ran = counts["passed"] + counts["failed"] + counts["error"]
+    timed.sort(key=lambda item: (-item[0], item[1]))
+    ordered_groups = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {
+        "counts": {outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+        "pass_rate": round(counts["passed"] / ran, 4) if ran else None,
+        "test_time_s": round(total_time, 3),
+        "by_file": _grouped(by_file, file_time),
+        "by_dir": _grouped(by_dir, dir_time),
+        "slowest": [
+            {"nodeid": nodeid, "duration_s": round(duration, 4), "outcome": outcome}
+            for duration, nodeid, outcome in timed[:slowest]
+        ],
+        "clusters": [
+            {
+                "cause": key,
+                "count": len(members),
+                "example": members[0].reason,
+                "nodeids": [member.nodeid for member in members[:10]],
+            }
+            for key, members in ordered_groups[:clusters]
+        ],
+    }
+
+
+def _grouped(
+    counters: Mapping[str, Counter[str]], times: Mapping[str, float]
+) -> dict[str, dict[str, Any]]:
+    grouped: dict[str, dict[str, Any]] = {}
+    for name in sorted(counters):
+        entry: dict[str, Any] = {k: v for k, v in counters[name].items() if v}
+        entry["duration_s"] = round(times.get(name, 0.0), 3)
+        grouped[name] = entry
+    return grouped
+
+
+def _fit(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """The first compact line: status, counts, time and how the tests were chosen."""
+    counts = summary.get("counts", {})
+    status = summary.get("status", "complete")
+    failing = counts.get("failed", 0) + counts.get("error", 0)
+    if status == "interrupted":
+        word = "INTERRUPTED"
+    elif status == "time-limit":
+        word = "STOPPED"
+    elif failing:
+        word = "FAILED"
+    elif not any(counts.values()):
+        word = "NO TESTS"
+    else:
+        word = "PASSED"
+    details = sample_text(summary.get("sample") or {})
+    duration = summary.get("duration_s") or 0.0
+    return (
+        f"llmharness: {word} {format_counts(counts)} in {duration:.1f}s "
+        f"({details}, run {summary.get('run_id')})"
+    )
+
+
+def sample_text(sample: Mapping[str, Any]) -> str:
+    """How the tests were chosen, with what reproduces it: `fast 10%: 123 of 1,234, seed ...`."""
+    details = []
+    mode = sample.get("mode", "full")
+    if mode != "full":
+        what = []
+        if sample.get("fraction") is not None:
+            what.append(_percent(sample["fraction"]))
+        if sample.get("budget_s") is not None:
+            expected = sample.get("expected_s") or 0.0
+            what.append(f"budget {sample['budget_s']:g}s, expect {expected:.1f}s")
+        selected, total = sample.get("selected", 0), sample.get("total", 0)
+        details.append(f"fast {' '.join(what)}: {selected:,} of {total:,}")
+    else:
+        details.append("full run")
+    if sample.get("agent_id") is not None:
+        details.append(f"agent {sample['agent_id']}")
+    details.append(f"seed {sample.get('seed')}")
+    return ", ".join(details)
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def regressions_line(diff: Mapping[str, Any] | None) -> str | None:
+    """The second compact line: what changed against each test's last known outcome."""
+    if not diff:
+        return None
+    if diff.get("against") is None and not diff.get("known_before"):
+        return "regressions: no earlier outcomes recorded; this run is the baseline"
+    parts = []
+    for key, label in (
+        ("new_failures", "new failures"),
+        ("new_tests_failing", "new tests failing"),
+        ("newly_skipped", "passing tests now skipped"),
+        ("fixed", "fixed"),
+        ("still_failing", "still failing"),
+    ):
+        number = len(diff.get(key, ()))
+        if number:
+            parts.append(f"{number} {label}")
+    text = ", ".join(parts) if parts else "none"
+    return f"regressions: {text} (vs last known outcome of each test)"
+
+
+def compact_lines(
+    summary: Mapping[str, Any],
+    error_lines: Sequence[str],
+    max_lines: int,
+    log_hint: str,
+    width: int = 200,
+) -> list[str]:
+    """At most `max_lines` short lines for the terminal, failures first, then a log pointer."""
+    lines = [headline(summary)]
+    second = regressions_line(summary.get("regressions"))
+    if second:
+        lines.append(second)
+    notes = list(summary.get("notes", ()))
+    room = max_lines - len(lines) - (1 if error_lines else 0)
+    for note in notes[: max(room, 0)]:
+        lines.append(note)
+    room = max_lines - len(lines) - (1 if error_lines else 0)
+    if error_lines:
+        shown = error_lines[: max(room, 0)] if len(error_lines) > room else error_lines
+        lines.extend(shown)
+        hidden = len(error_lines) - len(shown)
+        if hidden:
+            lines.append(f"... {hidden:,} more: grep '^ERROR ' {log_hint}")
+        else:
+            lines.append(f"details: llmharness show NODEID; log: {log_hint}")
+    return [_fit(line, width) for line in lines[:max_lines]]

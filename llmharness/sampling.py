@@ -1,0 +1,185 @@
+"""Deterministic test sampling: node ids and a seed in, a selection out.
+
+Pure functions only: no pytest import and no I/O except `machine_seed`, which reads the
+machine's identity once. Every law the plugin promises is a property of `score`:
+
+* a test's membership depends only on the seed and its own node id (stable when tests are
+  added or removed, identical on every process and machine, independent of PYTHONHASHSEED);
+* samples are nested: a test scored below 0.01 is also below 0.10;
+* different seeds give near-independent scores, so agents cover different tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_UNKNOWN_DURATION",
+    "Sample",
+    "agent_seed",
+    "machine_seed",
+    "parse_fraction",
+    "parse_seed",
+    "score",
+    "select",
+    "select_budget",
+]
+
+_SEED_RE = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
+
+#: Seconds assumed for a test with no recorded duration when planning a budget, unless some
+#: durations are known, in which case their median is used.
+DEFAULT_UNKNOWN_DURATION = 0.1
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The outcome of sampling: which node ids run, and how they were chosen."""
+
+    selected: tuple[str, ...]
+    total: int
+    fraction: float | None
+    seed: str
+    budget_s: float | None = None
+    expected_s: float | None = None
+
+    @property
+    def selected_set(self) -> frozenset[str]:
+        return frozenset(self.selected)
+
+
+def parse_fraction(text: str | float) -> float:
+    """Parse `0.1`, `10%` or `.5` into a fraction in (0, 1]; raise ValueError otherwise."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected a fraction such as 0.1 or 10%, got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    elif not isinstance(text, str):
+        raise ValueError(f"expected a fraction such as 0.1 or 10%, got {text!r}")
+    else:
+        raw = text.strip()
+        percent = raw.endswith("%")
+        number = raw[:-1].strip() if percent else raw
+        try:
+            value = float(number)
+        except ValueError:
+            raise ValueError(f"expected a fraction such as 0.1 or 10%, got {text!r}") from None
+        if percent:
+            value /= 100.0
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"fraction must be greater than 0 and at most 1 (or 100%), got {text!r}")
+    return value
+
+
+def parse_seed(text: str) -> str:
+    """Validate a seed given by the user: 1-64 characters of [0-9A-Za-z_.-]."""
+    seed = text.strip()
+    if not _SEED_RE.match(seed):
+        raise ValueError(
+            f"seed must be 1-64 characters of letters, digits, '_', '.' or '-', got {text!r}"
+        )
+    return seed
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+
+
+def agent_seed(agent_id: str) -> str:
+    """The seed an agent id stands for: 8 hex digits, the same on every machine."""
+    return _short_hash("llmharness-agent\0" + agent_id)
+
+
+def machine_seed() -> str:
+    """A seed from the machine's identity: stable on one machine, different across machines."""
+    ident = ""
+    for candidate in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            ident = Path(candidate).read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            continue
+        if ident:
+            break
+    if not ident:
+        ident = f"{socket.gethostname()}-{uuid.getnode():012x}"
+    return _short_hash("llmharness-machine\0" + ident)
+
+
+def score(seed: str, nodeid: str) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the node id alone."""
+    digest = hashlib.blake2b(
+        nodeid.encode("utf-8", "surrogatepass"), digest_size=8, key=seed.encode("utf-8")[:64]
+    ).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def _ordered(nodeids: Iterable[str], seed: str) -> list[tuple[float, str]]:
+    return sorted((score(seed, nodeid), nodeid) for nodeid in nodeids)
+
+
+def select(nodeids: Sequence[str], fraction: float, seed: str) -> Sample:
+    """Pick the tests whose score is below `fraction`; at least one if there are any.
+
+    The selection keeps the input order, so tests still run in the order pytest collected them.
+    """
+    chosen = {nodeid for nodeid in nodeids if score(seed, nodeid) < fraction}
+    if not chosen and nodeids:
+        # The lowest-scored test is in every larger sample too, so nesting survives this rule.
+        chosen = {min(nodeids, key=lambda nodeid: (score(seed, nodeid), nodeid))}
+    return Sample(
+        selected=tuple(nodeid for nodeid in nodeids if nodeid in chosen),
+        total=len(nodeids),
+        fraction=fraction,
+        seed=seed,
+    )
+
+
+def estimate_unknown(durations: Mapping[str, float]) -> float:
+    """The duration assumed for never-timed tests: the median of known ones, or a default."""
+    known = sorted(d for d in durations.values() if d >= 0.0)
+    if not known:
+        return DEFAULT_UNKNOWN_DURATION
+    mid = len(known) // 2
+    return known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2.0
+
+
+def select_budget(
+    nodeids: Sequence[str],
+    budget_s: float,
+    seed: str,
+    durations: Mapping[str, float],
+    fraction: float | None = None,
+) -> Sample:
+    """Fill a sample in the seed's order with tests whose expected durations fit the budget.
+
+    Tests are visited lowest score first (restricted to the `fraction` sample when given); a
+    test that would overrun the budget is passed over and smaller ones after it may still fit.
+    Never-timed tests are expected to take `estimate_unknown(durations)`. The first test in the
+    seed's order is always taken, so the sample is never empty.
+    """
+    pool = list(nodeids)
+    if fraction is not None:
+        pool = list(select(pool, fraction, seed).selected)
+    unknown = estimate_unknown(durations)
+    chosen: set[str] = set()
+    expected = 0.0
+    for _, nodeid in _ordered(pool, seed):
+        cost = durations.get(nodeid, unknown)
+        if not chosen or expected + cost <= budget_s:
+            chosen.add(nodeid)
+            expected += cost
+    return Sample(
+        selected=tuple(nodeid for nodeid in nodeids if nodeid in chosen),
+        total=len(nodeids),
+        fraction=fraction,
+        seed=seed,
+        budget_s=budget_s,
+        expected_s=expected,
+    )

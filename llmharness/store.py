@@ -1,0 +1,346 @@
+"""The store on disk: run folders, the last-known-outcome index, pointers, retention.
+
+Every file is replaced atomically (temp file in the same folder, then `os.replace`), and every
+read-modify-write of shared state holds `store.lock` (filelock), never while tests run. A file
+that cannot be read or has the wrong shape is moved aside as `<name>.corrupt-<stamp>` and
+reported through `on_warning`; readers then carry on with the default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+__all__ = [
+    "INDEX_FILE",
+    "SCHEMA",
+    "Known",
+    "Store",
+    "StoreError",
+    "find_store",
+    "new_run_id",
+]
+
+SCHEMA = 1
+INDEX_FILE = "index.json"
+BASELINE_FILE = "baseline.json"
+COLLECTION_FILE = "collection.json"
+LOCK_TIMEOUT_S = 60.0
+_RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}-[0-9a-f]{6}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+class StoreError(Exception):
+    """The store cannot serve a request; the message says which file or run and why."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """A test's last known outcome: what it was, in which run, by which agent, when."""
+
+    outcome: str
+    run_id: str
+    agent_id: str | None
+    when: float
+    duration: float
+
+    def to_list(self) -> list[Any]:
+        return [self.outcome, self.run_id, self.agent_id, round(self.when, 3), self.duration]
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id that sorts by start time and is unique among concurrent runs."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+
+
+def is_run_id(text: str) -> bool:
+    return bool(_RUN_ID.match(text))
+
+
+def safe_name(text: str) -> str:
+    """A file name for `text` (e.g. an agent id) that cannot leave its folder."""
+    if _SAFE_NAME.match(text):
+        return text
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:32].strip("._") or "x"
+    return f"{slug}-{digest}"
+
+
+def find_store(start: Path, name: str = ".llmharness") -> Path | None:
+    """The nearest store folder at or above `start`, as git finds a repository."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / name
+        if (candidate / "runs").is_dir():
+            return candidate
+    return None
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes the file private (0600); store files get the usual mode instead.
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON; readers see the old file or the new, never half."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    _atomic_write_bytes(path, text.encode("utf-8", "surrogatepass"))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+class Store:
+    """One store folder and the operations on it."""
+
+    def __init__(
+        self,
+        root: Path,
+        on_warning: Callable[[str], None] | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self.root = root
+        self.readonly = readonly
+        self.runs_dir = root / "runs"
+        self._warn = on_warning or (lambda message: None)
+        self._lock = filelock.FileLock(str(root / "store.lock"), timeout=LOCK_TIMEOUT_S)
+
+    # -- layout ------------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the store folders if missing (a `.gitignore` keeps them out of commits)."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            with contextlib.suppress(OSError):
+                ignore.write_text("# written by llmharness\n*\n", encoding="utf-8")
+
+    def run_dir(self, run_id: str) -> Path:
+        if not is_run_id(run_id):
+            raise StoreError(f"not a run id: {run_id!r}")
+        return self.runs_dir / run_id
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock; raise StoreError if another process holds it too long."""
+        try:
+            with self._lock:
+                yield
+        except filelock.Timeout:
+            raise StoreError(
+                f"{self.root / 'store.lock'}: still locked after {LOCK_TIMEOUT_S:.0f}s"
+            ) from None
+
+    # -- robust JSON -------------------------------------------------------------------
+    def set_aside(self, path: Path, why: str) -> None:
+        """Move a bad file out of the way (never delete it) and say so in one line."""
+        if self.readonly:
+            self._warn(f"{path}: {why}; ignoring it")
+            return
+        target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(path, target)
+            self._warn(f"{path}: {why}; moved aside to {target.name}")
+        except OSError as exc:
+            self._warn(f"{path}: {why}; could not move it aside ({exc})")
+
+    def read_json(self, path: Path, check: Callable[[Any], bool]) -> Any | None:
+        """Parse `path`; None if missing. A corrupt or misshapen file is set aside."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._warn(f"{path}: cannot read ({exc.strerror or exc}); ignoring it")
+            return None
+        try:
+            data = json.loads(raw.decode("utf-8", "surrogatepass"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            what = "empty file" if not raw.strip() else f"not valid JSON ({exc})"
+            self.set_aside(path, what)
+            return None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not check(data):
+            schema = data.get("schema") if isinstance(data, dict) else None
+            if isinstance(schema, int) and schema > SCHEMA:
+                why = f"written by a newer llmharness (schema {schema}, this one reads {SCHEMA})"
+            else:
+                why = "not in the expected format"
+            self.set_aside(path, why)
+            return None
+        return data
+
+    def write_json(self, path: Path, data: Any) -> bool:
+        """Atomically write; on failure (disk full, read-only) warn and keep the old file."""
+        try:
+            atomic_write_json(path, data)
+        except OSError as exc:
+            self._warn(f"{path}: could not write ({exc.strerror or exc}); previous data kept")
+            return False
+        return True
+
+    # -- the last-known-outcome index --------------------------------------------------
+    def load_index(self) -> dict[str, Known]:
+        data = self.read_json(self.root / INDEX_FILE, lambda d: isinstance(d.get("tests"), dict))
+        if data is None:
+            return {}
+        index: dict[str, Known] = {}
+        for nodeid, entry in data["tests"].items():
+            try:
+                outcome, run_id, agent, when, duration = entry
+                index[nodeid] = Known(
+                    str(outcome), str(run_id), agent, float(when), float(duration)
+                )
+            except (TypeError, ValueError):
+                continue
+        return index
+
+    def save_index(self, index: dict[str, Known]) -> bool:
+        tests = {nodeid: known.to_list() for nodeid, known in index.items()}
+        return self.write_json(self.root / INDEX_FILE, {"schema": SCHEMA, "tests": tests})
+
+    # -- the pinned baseline -----------------------------------------------------------
+    def load_baseline(self) -> dict[str, Any] | None:
+        return self.read_json(
+            self.root / BASELINE_FILE,
+            lambda d: isinstance(d.get("outcomes"), dict) and isinstance(d.get("run_id"), str),
+        )
+
+    def save_baseline(self, run_id: str, outcomes: dict[str, str]) -> bool:
+        data = {"schema": SCHEMA, "run_id": run_id, "pinned_at": time.time(), "outcomes": outcomes}
+        return self.write_json(self.root / BASELINE_FILE, data)
+
+    # -- the collection cache ----------------------------------------------------------
+    def load_collection(self) -> dict[str, Any]:
+        data = self.read_json(
+            self.root / COLLECTION_FILE, lambda d: isinstance(d.get("files"), dict)
+        )
+        return {} if data is None else dict(data["files"])
+
+    def save_collection(self, files: dict[str, Any]) -> bool:
+        return self.write_json(self.root / COLLECTION_FILE, {"schema": SCHEMA, "files": files})
+
+    # -- runs --------------------------------------------------------------------------
+    def list_runs(self) -> list[str]:
+        """Run ids present in the store, oldest first."""
+        try:
+            names = os.listdir(self.runs_dir)
+        except OSError:
+            return []
+        return sorted(name for name in names if is_run_id(name))
+
+    def read_run_file(self, run_id: str, name: str) -> dict[str, Any] | None:
+        data = self.read_json(
+            self.run_dir(run_id) / name, lambda d: isinstance(d.get("run_id"), str)
+        )
+        return data
+
+    def run_status(self, run_id: str) -> tuple[str, dict[str, Any] | None]:
+        """(status, summary): `complete`, `interrupted`, ..., or `running`/`incomplete`."""
+        summary = self.read_run_file(run_id, "summary.json")
+        if summary is not None:
+            return str(summary.get("status", "complete")), summary
+        meta = self.read_run_file(run_id, "meta.json")
+        if meta is None:
+            return "incomplete", None
+        pid = meta.get("pid")
+        same_host = meta.get("host") == os.uname().nodename
+        if isinstance(pid, int) and same_host and pid_alive(pid):
+            return "running", meta
+        return "incomplete", meta
+
+    def latest_run(self, agent_id: str | None = None, finished: bool = True) -> str | None:
+        """The newest run (of one agent when given) that wrote its summary."""
+        if agent_id is not None:
+            pointer = self.root / "agents" / safe_name(agent_id)
+            run_id = self._read_pointer(pointer)
+            if run_id:
+                return run_id
+        pointer_id = self._read_pointer(self.root / "last")
+        if pointer_id and (self.runs_dir / pointer_id / "summary.json").exists():
+            return pointer_id
+        for run_id in reversed(self.list_runs()):
+            if not finished or (self.runs_dir / run_id / "summary.json").exists():
+                return run_id
+        return None
+
+    def _read_pointer(self, path: Path) -> str | None:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            try:
+                target = path.with_suffix(".txt").read_text(encoding="utf-8").strip()
+            except OSError:
+                return None
+        name = Path(target).name
+        return name if is_run_id(name) and (self.runs_dir / name).is_dir() else None
+
+    def point_to(self, run_id: str, agent_id: str | None) -> None:
+        """Make `last` (and `agents/<agent>`) point at a run, atomically."""
+        self._point(self.root / "last", Path("runs") / run_id)
+        if agent_id is not None:
+            agents = self.root / "agents"
+            agents.mkdir(exist_ok=True)
+            self._point(agents / safe_name(agent_id), Path("..") / "runs" / run_id)
+
+    def _point(self, link: Path, target: Path) -> None:
+        tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        except OSError:
+            # No symlinks here (some filesystems, Windows without privilege): a text pointer.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            _atomic_write_bytes(link.with_suffix(".txt"), target.name.encode())
+
+    def prune(self, keep: int, protect: set[str]) -> list[str]:
+        """Delete the oldest finished runs beyond `keep`; never a protected or running one."""
+        runs = self.list_runs()
+        removed = []
+        for run_id in runs[: max(len(runs) - keep, 0)]:
+            if run_id in protect or self.run_status(run_id)[0] == "running":
+                continue
+            shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
+            removed.append(run_id)
+        return removed
