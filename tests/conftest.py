@@ -1,0 +1,57 @@
+"""Shared fixtures: the bundled suite generator and the installed CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+# Imported once here so that in-process pytester runs, which drop the modules a run imports,
+# do not import these plugins and their dependencies again for every run (about 2 s each).
+import hypothesis  # noqa: F401
+import pytest
+import pytest_timeout  # noqa: F401
+import xdist.plugin  # noqa: F401
+
+import llmharness.plugin  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "llmharness_suites", ROOT / "suites" / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def generate() -> ModuleType:
+    """suites/generate.py: `synthetic(root, files, tests_per_file, ...)` and `messy(root)`."""
+    return _load_generator()
+
+
+def run_cli(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """The installed CLI, as `python -m llmharness`, in pytester's folder."""
+    return pytester.run(sys.executable, "-m", "llmharness", *args)
+
+
+def cli_json(pytester: pytest.Pytester, *args: str) -> Any:
+    result = run_cli(pytester, *args, "--json")
+    assert result.ret == 0, result.stderr.str()
+    return json.loads(result.stdout.str())
+
+
+def error_lines(pytester: pytest.Pytester) -> list[str]:
+    """The `ERROR ` lines of the latest run's log."""
+    log = pytester.path / ".llmharness" / "last" / "log.txt"
+    return [
+        line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("ERROR ")
+    ]
