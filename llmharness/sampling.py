@@ -141,9 +141,14 @@ def select(nodeids: Sequence[str], fraction: float, seed: str) -> Sample:
     )
 
 
+def _valid_duration(seconds: float) -> bool:
+    """A recorded duration that can be planned with: finite and not negative."""
+    return math.isfinite(seconds) and seconds >= 0.0
+
+
 def estimate_unknown(durations: Mapping[str, float]) -> float:
     """The duration assumed for never-timed tests: the median of known ones, or a default."""
-    known = sorted(d for d in durations.values() if d >= 0.0)
+    known = sorted(d for d in durations.values() if _valid_duration(d))
     if not known:
         return DEFAULT_UNKNOWN_DURATION
     mid = len(known) // 2
@@ -161,7 +166,8 @@ def select_budget(
 
     Tests are visited lowest score first (restricted to the `fraction` sample when given); a
     test that would overrun the budget is passed over and smaller ones after it may still fit.
-    Never-timed tests are expected to take `estimate_unknown(durations)`. The first test in the
+    Never-timed tests, and tests whose recorded duration is negative or not finite, are expected
+    to take `estimate_unknown(durations)`. The first test in the
     seed's order is always taken, so the sample is never empty.
     """
     pool = list(nodeids)
@@ -172,6 +178,8 @@ def select_budget(
     expected = 0.0
     for _, nodeid in _ordered(pool, seed):
         cost = durations.get(nodeid, unknown)
+        if not _valid_duration(cost):
+            cost = unknown
         if not chosen or expected + cost <= budget_s:
             chosen.add(nodeid)
             expected += cost

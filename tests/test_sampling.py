@@ -477,3 +477,15 @@ def test_budget_with_fraction_on_a_large_suite_stays_inside_the_fraction() -> No
     assert sample.selected_set <= ten
     # 500-odd tests of 0.01 s fit in 10 s, so the whole fraction sample runs.
     assert sample.selected_set == ten
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0])
+def test_budget_treats_invalid_durations_as_unknown(bad: float) -> None:
+    ids = _ids(40)
+    order = sorted(ids, key=lambda nodeid: score("5ee06a94", nodeid))
+    # A damaged index entry must neither swallow the budget nor make every test "free".
+    durations = dict.fromkeys(ids, 0.1) | {order[0]: bad, order[1]: bad}
+    sample = select_budget(ids, 1.0, "5ee06a94", durations)
+    assert math.isfinite(sample.expected_s)
+    assert sample.expected_s == pytest.approx(1.0)
+    assert sample.selected_set == set(order[:10])
