@@ -12,14 +12,14 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llmharness import reporting, sampling
+from llmharness import collectcache, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
 from llmharness.recorder import RunRecorder
 from llmharness.store import Store, StoreError, new_run_id
@@ -118,7 +118,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:
         plan = workerinput.get(_WORKER_KEY)
         if plan is not None:
-            config.pluginmanager.register(WorkerSampler(config, Plan(**plan)), "llmharness-worker")
+            worker = WorkerSampler(config, Plan(**plan))
+            config.pluginmanager.register(worker, "llmharness-worker")
+            if worker.tracker is not None:
+                config.pluginmanager.register(worker.tracker, "llmharness-collection")
         return
     settings = _settings(config)
     if settings.test_timeout is not None and config.getoption("timeout", None) is None:
@@ -127,6 +130,8 @@ def pytest_configure(config: pytest.Config) -> None:
     harness = Harness(config, settings)
     config.stash[HARNESS_KEY] = harness
     config.pluginmanager.register(harness, "llmharness-harness")
+    if harness.tracker is not None:
+        config.pluginmanager.register(harness.tracker, "llmharness-collection")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -146,10 +151,17 @@ class Plan:
     seed: str
     store_root: str
     deadline: float | None = None  # time.time() after which no test may start
+    track_collection: bool = False  # note what each file's collection depends on
+    skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
+    wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
 
 
-def _sample(config: pytest.Config, items: list[pytest.Item], plan: Plan) -> sampling.Sample:
+def _sample(
+    config: pytest.Config, items: list[pytest.Item], plan: Plan, uncollected: Collection[str] = ()
+) -> sampling.Sample:
+    """Sample the collected items in place; `uncollected` are known tests not collected."""
     nodeids = [item.nodeid for item in items]
+    nodeids.extend(uncollected)
     if plan.budget_s is not None:
         durations = {
             nodeid: known.duration
@@ -166,6 +178,88 @@ def _sample(config: pytest.Config, items: list[pytest.Item], plan: Plan) -> samp
     return sample
 
 
+def _relative(rootdir: Path, path: Path) -> str | None:
+    try:
+        return path.relative_to(rootdir).as_posix()
+    except ValueError:
+        return None
+
+
+class CollectionTracker:
+    """Applies a collection plan; notes what each collected file's collection depended on."""
+
+    def __init__(self, rootdir: Path, plan: Callable[[], collectcache.CollectionPlan]) -> None:
+        self.rootdir = rootdir
+        self._make_plan = plan
+        self._plan: collectcache.CollectionPlan | None = None
+        self.deps: dict[str, set[str]] = {}  # files whose module collected cleanly
+        self.failed: set[str] = set()
+        self.skipped: set[str] = set()  # known files this process did not import
+        self.fingerprints = collectcache.Fingerprints(rootdir)
+
+    @property
+    def plan(self) -> collectcache.CollectionPlan:
+        if self._plan is None:
+            self._plan = self._make_plan()
+        return self._plan
+
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        skip = self.plan.skip
+        if not skip:
+            return None
+        rel = _relative(self.rootdir, collection_path)
+        if rel is not None and rel in skip:
+            self.skipped.add(rel)
+            return True
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str) -> Any:
+        if not self.plan.wanted or self.plan.keeps(collector.nodeid, name):
+            return None
+        return []  # no sampled test in it: build nothing (the tests count as deselected)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        if not isinstance(collector, pytest.Module):
+            return (yield)
+        before = set(sys.modules)
+        report = yield
+        rel = _relative(self.rootdir, collector.path)
+        if rel is None or collector.nodeid != rel:
+            return report
+        if report.passed:
+            module = collector.obj if type(collector) is pytest.Module else None
+            loaded = set(sys.modules).difference(before)
+            found = collectcache.local_dependencies(self.rootdir, module, loaded)
+            self.deps.setdefault(rel, set()).update(found)
+        else:
+            self.failed.add(rel)
+        return report
+
+    def touched(self) -> set[str]:
+        """Known files this process skipped or collected only in part."""
+        return self.skipped | (set(self.deps) & set(self.plan.wanted))
+
+    def entries(self, items: list[pytest.Item]) -> dict[str, Any]:
+        """Cache entries for the files collected cleanly and in full this run."""
+        ids: dict[str, list[str]] = {}
+        for item in items:
+            rel = _relative(self.rootdir, item.path)
+            if rel is not None:
+                ids.setdefault(rel, []).append(item.nodeid)
+        entries = {}
+        for rel, deps in self.deps.items():
+            if rel in self.failed or rel in self.plan.wanted:
+                continue
+            entry = collectcache.file_entry(self.fingerprints, rel, ids.get(rel, []), deps)
+            if entry is not None:
+                entries[rel] = entry
+        return entries
+
+
 class WorkerSampler:
     """On an xdist worker: apply the controller's plan, report the full collection back."""
 
@@ -174,6 +268,17 @@ class WorkerSampler:
         self.plan = plan
         self.collected: list[str] = []
         self.files: set[str] = set()
+        self.tracker = (
+            CollectionTracker(
+                config.rootpath,
+                lambda: collectcache.CollectionPlan(
+                    skip=frozenset(plan.skip_files),
+                    wanted={rel: frozenset(ids) for rel, ids in (plan.wanted or {}).items()},
+                ),
+            )
+            if plan.track_collection
+            else None
+        )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.passed and "::" not in report.nodeid:
@@ -190,6 +295,9 @@ class WorkerSampler:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
         self.collected = [item.nodeid for item in items]
+        cache = None
+        if self.tracker is not None:
+            cache = {"entries": self.tracker.entries(items), "failed": sorted(self.tracker.failed)}
         yield
         sample = None
         if self.plan.fraction is not None or self.plan.budget_s is not None:
@@ -198,6 +306,8 @@ class WorkerSampler:
             "collected": self.collected,
             "files": sorted(self.files),
             "sample": sample,
+            "cache": cache,
+            "touched": sorted(self.tracker.touched()) if self.tracker is not None else [],
         }
 
 
@@ -277,6 +387,88 @@ class Harness:
         self.distributed = False
         self.selected: list[str] | None = None
         self._durations: dict[str, float] | None = None
+        self.tracker = (
+            CollectionTracker(self.rootdir, self.collection_plan) if settings.fast_collect else None
+        )
+        self._collection_cache: dict[str, Any] | None = None
+        self._collection_plan: collectcache.CollectionPlan | None = None
+        self._env_key: str | None = None
+
+    # -- the collection cache ----------------------------------------------------------
+    def _cache(self) -> dict[str, Any]:
+        if self._collection_cache is None:
+            self._collection_cache = self.store.load_collection()
+        return self._collection_cache
+
+    def _environment(self) -> str:
+        if self._env_key is None:
+            plugins = [
+                (str(getattr(dist, "project_name", "?")), str(getattr(dist, "version", "?")))
+                for _, dist in self.config.pluginmanager.list_plugin_distinfo()
+            ]
+            args = [str(arg) for arg in self.config.invocation_params.args]
+            # Plugins named with -p shape collection as installed ones do.
+            named = [
+                arg
+                for before, arg in zip(["", *args], args, strict=False)
+                if arg.startswith("-p") or before == "-p"
+            ]
+            self._env_key = collectcache.environment_key(self.config.inipath, plugins, named)
+        return self._env_key
+
+    def _collection_filtered(self) -> bool:
+        """Whether options filter tests by more than node id (then collect everything)."""
+        names = ("keyword", "markexpr", "deselect", "lf", "stepwise")
+        return any(self.config.getoption(name, None) for name in names)
+
+    def collection_plan(self) -> collectcache.CollectionPlan:
+        """What this run's collection may leave out (nothing unless sampling by fraction)."""
+        if self._collection_plan is None:
+            self._collection_plan = collectcache.CollectionPlan()
+            plan = self.plan
+            if (
+                self.tracker is not None
+                and plan.fraction is not None
+                and not self._collection_filtered()
+            ):
+                cache = self._cache()
+                if cache["env"] == self._environment():
+                    self._collection_plan = collectcache.plan(
+                        self.tracker.fingerprints, cache["files"], plan.fraction, plan.seed
+                    )
+        return self._collection_plan
+
+    def _uncollected(self, touched: Collection[str], collected: Collection[str]) -> list[str]:
+        """Known tests of the files collection skipped or pruned: they count in the total."""
+        plan = self.collection_plan()
+        present = set(collected)
+        missing = [
+            nodeid
+            for rel in sorted(touched)
+            for nodeid in plan.known.get(rel, ())
+            if nodeid not in present
+        ]
+        self.recorder.uncollected = (sum(rel in plan.skip for rel in touched), len(missing))
+        return missing
+
+    def _save_collection(self, entries: dict[str, Any], failed: Collection[str]) -> None:
+        env = self._environment()
+        cache = self._cache()
+        known = cache["files"] if cache["env"] == env else {}
+        fresh = {rel: e for rel, e in entries.items() if not _same_entry(known.get(rel), e)}
+        if cache["env"] == env and not fresh and not any(rel in known for rel in failed):
+            return
+        try:
+            with self.store.locked():
+                current = self.store.load_collection()
+                files = dict(current["files"]) if current["env"] == env else {}
+                files.update(fresh)
+                for rel in failed:
+                    files.pop(rel, None)
+                files = {rel: e for rel, e in files.items() if (self.rootdir / rel).is_file()}
+                self.store.save_collection(env, files)
+        except StoreError as exc:
+            self.recorder.warn(str(exc))
 
     # -- helpers ---------------------------------------------------------------------
     def _store_warning(self, message: str) -> None:
@@ -323,6 +515,14 @@ class Harness:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         plan = self.plan
+        if self.tracker is not None:
+            collection = self.collection_plan()
+            plan = dataclasses.replace(
+                plan,
+                track_collection=True,
+                skip_files=tuple(sorted(collection.skip)),
+                wanted={rel: sorted(ids) for rel, ids in collection.wanted.items()},
+            )
         node.workerinput[_WORKER_KEY] = dataclasses.asdict(plan)
 
     @pytest.hookimpl(optionalhook=True)
@@ -330,10 +530,16 @@ class Harness:
         output = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
         recorder = self.recorder
         if output and recorder.collected is None:
-            recorder.collected = list(output["collected"])
+            uncollected = self._uncollected(output.get("touched", ()), output["collected"])
+            recorder.collected = list(output["collected"]) + uncollected
             recorder.collected_files = set(output["files"])
             if output.get("sample") is not None:
-                recorder.sample = sampling.Sample(**output["sample"])
+                sample = sampling.Sample(**output["sample"])
+                total = sample.total + len(uncollected)
+                recorder.sample = dataclasses.replace(sample, total=total)
+            cache = output.get("cache")
+            if cache is not None:
+                self._save_collection(cache["entries"], cache["failed"])
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -349,11 +555,16 @@ class Harness:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
-        self.recorder.collected = [item.nodeid for item in items]
+        collected = [item.nodeid for item in items]
+        uncollected: list[str] = []
+        if self.tracker is not None:
+            uncollected = self._uncollected(self.tracker.touched(), collected)
+            self._save_collection(self.tracker.entries(items), self.tracker.failed)
+        self.recorder.collected = collected + uncollected
         yield
         plan = self.plan
         if plan.fraction is not None or plan.budget_s is not None:
-            self.recorder.sample = _sample(config, items, plan)
+            self.recorder.sample = _sample(config, items, plan, uncollected)
 
     def pytest_report_collectionfinish(self) -> str | None:
         if self.recorder.sample is None:
@@ -495,6 +706,12 @@ class Harness:
             return os.path.relpath(log, self.invocation_dir)
         except ValueError:
             return str(log)
+
+
+def _same_entry(old: Any, new: Mapping[str, Any]) -> bool:
+    if not isinstance(old, dict):
+        return False
+    return all(old.get(key) == new[key] for key in ("hash", "ids", "deps"))
 
 
 def stash_summary(config: pytest.Config) -> Mapping[str, Any] | None:

@@ -168,6 +168,8 @@ class RunRecorder:
         self.not_reached: list[str] = []
         self.collected: list[str] | None = None
         self.collected_files: set[str] | None = None
+        # (files not imported, known tests not built) by a --fast run's collection plan
+        self.uncollected = (0, 0)
         self.on_result: Callable[[TestResult], None] | None = None
         self._pending: dict[str, _Pending] = {}
         self._failure_seq = 0
@@ -438,6 +440,8 @@ class RunRecorder:
             "total": sample.total,
             "budget_s": sample.budget_s,
             "expected_s": None if sample.expected_s is None else round(sample.expected_s, 3),
+            "uncollected_files": self.uncollected[0],
+            "uncollected_tests": self.uncollected[1],
         }
 
     def close(self) -> None:

@@ -252,13 +252,16 @@ class Store:
 
     # -- the collection cache ----------------------------------------------------------
     def load_collection(self) -> dict[str, Any]:
+        """The collection cache: {"env": key, "files": {rel path: entry}} (see collectcache)."""
         data = self.read_json(
-            self.root / COLLECTION_FILE, lambda d: isinstance(d.get("files"), dict)
+            self.root / COLLECTION_FILE,
+            lambda d: isinstance(d.get("files"), dict) and isinstance(d.get("env"), str),
         )
-        return {} if data is None else dict(data["files"])
+        return {"env": "", "files": {}} if data is None else data
 
-    def save_collection(self, files: dict[str, Any]) -> bool:
-        return self.write_json(self.root / COLLECTION_FILE, {"schema": SCHEMA, "files": files})
+    def save_collection(self, env: str, files: dict[str, Any]) -> bool:
+        data = {"schema": SCHEMA, "env": env, "files": files}
+        return self.write_json(self.root / COLLECTION_FILE, data)
 
     # -- runs --------------------------------------------------------------------------
     def list_runs(self) -> list[str]:

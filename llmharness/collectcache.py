@@ -1,0 +1,222 @@
+"""Which test files a `--fast` run may leave uncollected, by what they produced last time.
+
+A fraction sample's membership depends on the seed and each node id alone, so a test file none
+of whose node ids is sampled contributes nothing to the run: importing it is wasted time. The
+store's ``collection.json`` remembers, for each test file (relative to the rootdir), the node ids
+its last clean collection produced and everything that collection depended on:
+
+- the file's own size, mtime and content hash;
+- the ``conftest.py`` of each of its folders up to the rootdir (their content, or their absence);
+- the local modules (under the rootdir, outside any installed package) that its import loaded
+  or whose objects it holds, e.g. a helper module its parametrization reads;
+- the environment, for all files at once: Python and pytest versions, the installed pytest
+  plugins and the ini file.
+
+A file is *known* when all of these are unchanged; its node ids are then the recorded ones. A
+known file with no sampled test is not imported at all; in a known file that has some, only the
+functions and classes that hold a sampled test are turned into test items. Any new, changed or
+unknown file is collected in full, so the selected set is exactly the one a full collection
+would give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from llmharness import sampling
+
+__all__ = [
+    "CollectionPlan",
+    "Fingerprints",
+    "environment_key",
+    "file_entry",
+    "local_dependencies",
+    "plan",
+]
+
+_PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})
+
+
+class Fingerprints:
+    """Content hashes of files under the rootdir, each read at most once per run."""
+
+    def __init__(self, rootdir: Path) -> None:
+        self.rootdir = rootdir
+        self._seen: dict[str, str | None] = {}
+
+    def digest(self, rel: str) -> str | None:
+        """The file's content hash, or None when it does not exist or cannot be read."""
+        if rel not in self._seen:
+            try:
+                data = (self.rootdir / rel).read_bytes()
+            except OSError:
+                self._seen[rel] = None
+            else:
+                self._seen[rel] = hashlib.blake2b(data, digest_size=16).hexdigest()
+        return self._seen[rel]
+
+    def conftest_chain(self, rel: str) -> dict[str, str | None]:
+        """The conftest.py of every folder from the file's own up to the rootdir."""
+        chain: dict[str, str | None] = {}
+        parent = Path(rel).parent
+        while True:
+            name = (parent / "conftest.py").as_posix()
+            chain[name] = self.digest(name)
+            if parent == parent.parent:
+                return chain
+            parent = parent.parent
+
+
+def environment_key(
+    inipath: Path | None, plugins: Iterable[tuple[str, str]], extra: Iterable[str] = ()
+) -> str:
+    """One hash of what shapes every file's collection: versions, plugins, the ini file."""
+    import pytest
+
+    parts = [sys.version, pytest.__version__, *sorted(f"{name}=={ver}" for name, ver in plugins)]
+    if inipath is not None:
+        try:
+            parts.append(hashlib.blake2b(inipath.read_bytes(), digest_size=16).hexdigest())
+        except OSError:
+            parts.append("ini-unreadable")
+    parts.extend(extra)
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _local(rootdir: Path, filename: str | None) -> str | None:
+    """`filename` relative to the rootdir when it is project code, else None."""
+    if not filename or not filename.endswith(".py"):
+        return None
+    try:
+        rel = Path(os.path.abspath(filename)).relative_to(rootdir)
+    except ValueError:
+        return None
+    if _PACKAGE_DIRS.intersection(rel.parts):
+        return None
+    return rel.as_posix()
+
+
+def local_dependencies(rootdir: Path, module: ModuleType | None, loaded: Iterable[str]) -> set[str]:
+    """Project modules a test module depends on for its collection.
+
+    `loaded` names the modules its import loaded first; its globals add modules imported
+    earlier by another file (``import helpers`` or ``from helpers import make_cases``).
+    """
+    found: set[str] = set()
+    modules = sys.modules
+    for name in loaded:
+        rel = _local(rootdir, getattr(modules.get(name), "__file__", None))
+        if rel is not None:
+            found.add(rel)
+    if module is not None:
+        for value in list(vars(module).values()):
+            if isinstance(value, ModuleType):
+                owner: Any = value
+            else:
+                owner = modules.get(getattr(value, "__module__", None) or "")
+            rel = _local(rootdir, getattr(owner, "__file__", None))
+            if rel is not None:
+                found.add(rel)
+        own = _local(rootdir, getattr(module, "__file__", None))
+        found.discard(own or "")
+    return found
+
+
+def file_entry(
+    fingerprints: Fingerprints, rel: str, ids: list[str], deps: Iterable[str]
+) -> dict[str, Any] | None:
+    """The cache entry for a file collected cleanly this run, or None if it cannot be read."""
+    path = fingerprints.rootdir / rel
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    digest = fingerprints.digest(rel)
+    if digest is None:
+        return None
+    depends = fingerprints.conftest_chain(rel)
+    for dep in sorted(deps):
+        depends[dep] = fingerprints.digest(dep)
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "hash": digest,
+        "ids": ids,
+        "deps": depends,
+    }
+
+
+def _known(fingerprints: Fingerprints, rel: str, entry: Any) -> list[str] | None:
+    """The recorded node ids of `rel` if nothing its collection depended on has changed."""
+    if not isinstance(entry, dict):
+        return None
+    ids, deps = entry.get("ids"), entry.get("deps")
+    if not isinstance(ids, list) or not isinstance(deps, dict):
+        return None
+    if not all(isinstance(nodeid, str) for nodeid in ids):
+        return None
+    if fingerprints.digest(rel) != entry.get("hash"):
+        return None
+    if any(fingerprints.digest(str(dep)) != digest for dep, digest in deps.items()):
+        return None
+    return ids
+
+
+@dataclass(frozen=True)
+class CollectionPlan:
+    """What a `--fast` run need not collect, decided from the cache before collection."""
+
+    skip: frozenset[str] = frozenset()  # known files without a wanted test: not imported
+    wanted: Mapping[str, frozenset[str]] = field(default_factory=dict)  # other known files
+    known: Mapping[str, list[str]] = field(default_factory=dict)  # every known file's ids
+
+    def keeps(self, parent_nodeid: str, name: str) -> bool:
+        """Whether the object `name` in a collector may hold a wanted test."""
+        wanted = self.wanted.get(parent_nodeid.split("::", 1)[0])
+        if wanted is None:
+            return True  # not a known file: collect as usual
+        prefix = f"{parent_nodeid}::{name}"
+        return any(
+            nodeid == prefix or nodeid.startswith((prefix + "::", prefix + "["))
+            for nodeid in wanted
+        )
+
+
+def plan(
+    fingerprints: Fingerprints, files: Mapping[str, Any], fraction: float, seed: str
+) -> CollectionPlan:
+    """Plan a `fraction` sample's collection from the cache's `files`.
+
+    A known file is skipped when none of its tests is sampled; in a known file that is
+    collected, only the sampled tests are wanted (the rest are not even built). When no known
+    file has a sampled test, the lowest-scored known test is wanted too: the never-empty rule
+    may pick it.
+    """
+    known: dict[str, list[str]] = {}
+    wanted: dict[str, set[str]] = {}
+    lowest: tuple[float, str, str] | None = None
+    for rel, entry in files.items():
+        ids = _known(fingerprints, rel, entry)
+        if ids is None:
+            continue
+        known[rel] = ids
+        for nodeid in ids:
+            value = sampling.score(seed, nodeid)
+            if value < fraction:
+                wanted.setdefault(rel, set()).add(nodeid)
+            elif lowest is None or (value, nodeid) < lowest[:2]:
+                lowest = (value, nodeid, rel)
+    if not wanted and lowest is not None:
+        wanted[lowest[2]] = {lowest[1]}
+    return CollectionPlan(
+        skip=frozenset(rel for rel in known if rel not in wanted),
+        wanted={rel: frozenset(ids) for rel, ids in wanted.items()},
+        known=known,
+    )

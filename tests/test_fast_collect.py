@@ -1,0 +1,244 @@
+"""`--fast` leaves known unsampled files uncollected, and selects exactly what a full collection
+would: checked against the same run with `fast_collect: false` and against `sampling.select`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmharness.sampling import score, select
+
+# The inner suites use no hypothesis; its plugin would import it in every run.
+QUIET = ("-p", "no:hypothesispytest")
+
+
+def _suite(pytester: pytest.Pytester, cases: int = 6) -> None:
+    """Plain, class-based, parametrized, helper-driven and conftest-generated tests."""
+    for f in range(10):
+        body = "\n".join(f"def test_{f}_{t}():\n    pass\n" for t in range(12))
+        pytester.makepyfile(**{f"test_plain_{f}": body})
+    pytester.makepyfile(
+        test_classes="""
+        class TestOuter:
+            def test_a(self): pass
+            def test_b(self): pass
+            class TestInner:
+                def test_c(self): pass
+                def test_d(self): pass
+
+        class TestOther:
+            def test_e(self): pass
+        """,
+        test_params="""
+        import pytest
+
+        @pytest.mark.parametrize("v", ["a::b", "x[1]", "plain", "sp ace"])
+        def test_param(v): pass
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_numbers(n): pass
+        """,
+        helpers=f"CASES = list(range({cases}))\n",
+        test_helper_params="""
+        import pytest
+        from helpers import CASES
+
+        @pytest.mark.parametrize("case", CASES)
+        def test_case(case): pass
+        """,
+    )
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def level():
+            return 1
+        """
+    )
+    sub = pytester.path / "sub"
+    sub.mkdir(exist_ok=True)
+    (sub / "test_deep.py").write_text(
+        "def test_level(level):\n    assert level == 1\n\ndef test_other():\n    pass\n"
+    )
+
+
+def _run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str, cached: bool = True
+) -> tuple[set[str], dict[str, Any]]:
+    """Run with the plugin; return the node ids that ran and the summary's sample."""
+    monkeypatch.setenv("LLMHARNESS_FAST_COLLECT", "true" if cached else "false")
+    pytester.runpytest(*QUIET, *args)
+    last = pytester.path / ".llmharness" / "last"
+    rows = (last / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    ran = {json.loads(row)["nodeid"] for row in rows if row.strip()}
+    summary = json.loads((last / "summary.json").read_text(encoding="utf-8"))
+    return ran, summary["sample"]
+
+
+def _all_ids(pytester: pytest.Pytester) -> list[str]:
+    result = pytester.runpytest(*QUIET, "-p", "no:llmharness", "--collect-only", "-q")
+    return [line for line in result.outlines if "::" in line]
+
+
+def _same_as_full_collection(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> dict[str, Any]:
+    """The cached run and a naive full-collection run select the same; return the former."""
+    naive_ran, naive = _run(pytester, monkeypatch, *args, cached=False)
+    ran, sample = _run(pytester, monkeypatch, *args)
+    assert ran == naive_ran
+    assert (sample["selected"], sample["total"]) == (naive["selected"], naive["total"])
+    assert naive["uncollected_files"] == 0
+    return sample
+
+
+def test_selects_exactly_what_a_full_collection_selects(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    everything = _all_ids(pytester)
+    assert len(everything) == 120 + 5 + 12 + 6 + 2
+    _run(pytester, monkeypatch, "--agent-id", "warmup")  # records every file's node ids
+    skipped_files = skipped_tests = 0
+    for seed in ("a", "b", "c", "d"):
+        for fraction, value in (("1%", 0.01), ("10%", 0.10), ("30%", 0.30)):
+            args = ("--fast-fraction", fraction, "--seed", seed)
+            ran, sample = _run(pytester, monkeypatch, *args)
+            assert ran == set(select(everything, value, seed).selected)
+            assert sample["total"] == len(everything)
+            skipped_files += sample["uncollected_files"]
+            skipped_tests += sample["uncollected_tests"]
+    # The cache did its work: whole files went unimported and most tests were never built.
+    assert skipped_files > 0
+    assert skipped_tests > len(everything)
+
+
+def test_changed_helper_module_changes_the_parametrization(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester, cases=6)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    # A seed that samples none of the old cases but some new ones: a cache that trusted the
+    # unchanged test file would skip it and miss them.
+    old = [f"test_helper_params.py::test_case[{i}]" for i in range(6)]
+    new = [f"test_helper_params.py::test_case[{i}]" for i in range(6, 60)]
+    seed = next(
+        seed
+        for seed in (f"h{i}" for i in range(1_000))
+        if not any(score(seed, n) < 0.2 for n in old) and any(score(seed, n) < 0.2 for n in new)
+    )
+    _suite(pytester, cases=60)  # only helpers.py's content differs
+    sample = _same_as_full_collection(
+        pytester, monkeypatch, "--fast-fraction", "20%", "--seed", seed
+    )
+    assert sample["total"] == 145 + 54
+
+
+def test_edited_test_file_is_collected_in_full(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    extra = "\n".join(f"def test_new_{t}():\n    pass\n" for t in range(40))
+    path = pytester.path / "test_plain_3.py"
+    path.write_text(path.read_text() + "\n" + extra)
+    sample = _same_as_full_collection(
+        pytester, monkeypatch, "--fast-fraction", "10%", "--seed", "e"
+    )
+    assert sample["total"] == 145 + 40
+
+
+def test_new_conftest_in_a_folder_is_noticed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    # A new conftest parametrizes sub/'s tests: their node ids change without their file changing.
+    (pytester.path / "sub" / "conftest.py").write_text(
+        "def pytest_generate_tests(metafunc):\n"
+        "    if 'level' in metafunc.fixturenames:\n"
+        "        metafunc.parametrize('level', [1, 1, 1], ids=['x', 'y', 'z'])\n"
+    )
+    ran, sample = _run(pytester, monkeypatch, "--fast-fraction", "100%", "--seed", "c")
+    assert {"sub/test_deep.py::test_level[x]", "sub/test_deep.py::test_level[z]"} <= ran
+    assert "sub/test_deep.py::test_level" not in ran
+    assert sample["total"] == 145 + 2
+    _same_as_full_collection(pytester, monkeypatch, "--fast-fraction", "5%", "--seed", "c")
+
+
+def test_deleted_file_leaves_the_total(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    (pytester.path / "test_plain_7.py").unlink()
+    sample = _same_as_full_collection(pytester, monkeypatch, "--fast-fraction", "1%", "--seed", "d")
+    assert sample["total"] == 145 - 12
+
+
+@pytest.mark.parametrize("seed", ["s1", "s2", "s3"])
+def test_never_empty_rule_holds_with_files_left_out(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, seed: str
+) -> None:
+    _suite(pytester)
+    everything = _all_ids(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    ran, sample = _run(pytester, monkeypatch, "--fast-fraction", "0.0001", "--seed", seed)
+    assert len(ran) == 1
+    assert ran == set(select(everything, 0.0001, seed).selected)
+    assert sample["uncollected_files"] >= 10
+
+
+def test_keyword_filter_collects_everything(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    sample = _same_as_full_collection(
+        pytester, monkeypatch, "--fast-fraction", "30%", "--seed", "k", "-k", "plain or param"
+    )
+    assert sample["uncollected_files"] == 0
+
+
+def test_corrupt_cache_is_set_aside_and_rebuilt(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    everything = _all_ids(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    cache = pytester.path / ".llmharness" / "collection.json"
+    cache.write_bytes(b'{"schema": 1, "env": "x", "files": {"test_plain_0.py": ')
+    ran, sample = _run(pytester, monkeypatch, "--fast-fraction", "10%", "--seed", "z")
+    assert ran == set(select(everything, 0.1, "z").selected)
+    assert sample["uncollected_files"] == 0
+    aside = list(cache.parent.glob("collection.json.corrupt-*"))
+    assert len(aside) == 1
+    assert aside[0].read_bytes().startswith(b'{"schema": 1, "env": "x"')
+    log = (pytester.path / ".llmharness" / "last" / "log.txt").read_text(encoding="utf-8")
+    assert sum("collection.json" in line for line in log.splitlines()) == 1
+    # That run collected everything and wrote a good cache: the next one uses it.
+    ran, sample = _run(pytester, monkeypatch, "--fast-fraction", "10%", "--seed", "z")
+    assert ran == set(select(everything, 0.1, "z").selected)
+    assert sample["uncollected_files"] > 0
+
+
+def test_xdist_workers_apply_the_same_plan(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite(pytester)
+    everything = _all_ids(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    args = ("--fast-fraction", "10%", "--seed", "w")
+    result = pytester.runpytest_subprocess(*QUIET, "-n", "2", *args)
+    assert result.ret == 0, result.stdout.str()
+    last = Path(pytester.path / ".llmharness" / "last")
+    rows = (last / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    ran = [json.loads(row)["nodeid"] for row in rows if row.strip()]
+    assert sorted(ran) == sorted(select(everything, 0.1, "w").selected)
+    sample = json.loads((last / "summary.json").read_text(encoding="utf-8"))["sample"]
+    assert sample["total"] == len(everything)
+    assert sample["uncollected_files"] > 0
