@@ -22,7 +22,9 @@ would give.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -103,29 +105,70 @@ def _local(rootdir: Path, filename: str | None) -> str | None:
     return rel.as_posix()
 
 
+_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(?P<source>\.*[\w.]*)[ \t]+import[ \t]+(?P<names>[\w., \t()]+)"
+    r"|import[ \t]+(?P<modules>[\w., \t]+))",
+    re.MULTILINE,
+)
+
+
+def _imported_names(source: str, package: str | None) -> set[str]:
+    """Absolute names of the modules a source's import statements may refer to."""
+    names: set[str] = set()
+    for match in _IMPORT.finditer(source):
+        if match["modules"]:
+            for part in match["modules"].split(","):
+                words = part.split()
+                if words:
+                    names.add(words[0])
+            continue
+        base = match["source"]
+        if base.startswith("."):
+            try:
+                base = importlib.util.resolve_name(base, package) if package else ""
+            except (ImportError, ValueError):
+                base = ""
+        if not base:
+            continue
+        names.add(base)
+        for part in match["names"].replace("(", " ").replace(")", " ").split(","):
+            words = part.split()
+            if words:
+                names.add(f"{base}.{words[0]}")  # `from pkg import submodule`
+    found = set()
+    for name in names:
+        while name:  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+            found.add(name)
+            name = name.rpartition(".")[0]
+    return found
+
+
 def local_dependencies(rootdir: Path, module: ModuleType | None, loaded: Iterable[str]) -> set[str]:
     """Project modules a test module depends on for its collection.
 
-    `loaded` names the modules its import loaded first; its globals add modules imported
-    earlier by another file (``import helpers`` or ``from helpers import make_cases``).
+    `loaded` names the modules its import loaded first; its import statements and its globals
+    add the modules another file imported earlier (``from helpers import CASES``).
     """
-    found: set[str] = set()
     modules = sys.modules
-    for name in loaded:
+    names = set(loaded)
+    if module is not None:
+        try:
+            source = Path(str(module.__file__)).read_text(encoding="utf-8", errors="replace")
+        except (OSError, TypeError):
+            source = ""
+        names |= _imported_names(source, getattr(module, "__package__", None))
+        for value in list(vars(module).values()):
+            if isinstance(value, ModuleType):
+                names.add(value.__name__)
+            else:
+                names.add(str(getattr(value, "__module__", None) or ""))
+    found: set[str] = set()
+    for name in names:
         rel = _local(rootdir, getattr(modules.get(name), "__file__", None))
         if rel is not None:
             found.add(rel)
     if module is not None:
-        for value in list(vars(module).values()):
-            if isinstance(value, ModuleType):
-                owner: Any = value
-            else:
-                owner = modules.get(getattr(value, "__module__", None) or "")
-            rel = _local(rootdir, getattr(owner, "__file__", None))
-            if rel is not None:
-                found.add(rel)
-        own = _local(rootdir, getattr(module, "__file__", None))
-        found.discard(own or "")
+        found.discard(_local(rootdir, getattr(module, "__file__", None)) or "")
     return found
 
 

@@ -42,6 +42,13 @@ def _suite(pytester: pytest.Pytester, cases: int = 6) -> None:
         def test_numbers(n): pass
         """,
         helpers=f"CASES = list(range({cases}))\n",
+        # Imports helpers before test_helper_params.py does (files are collected in name order).
+        test_helper_more="""
+        from helpers import CASES
+
+        def test_more():
+            assert CASES
+        """,
         test_helper_params="""
         import pytest
         from helpers import CASES
@@ -101,7 +108,7 @@ def test_selects_exactly_what_a_full_collection_selects(
 ) -> None:
     _suite(pytester)
     everything = _all_ids(pytester)
-    assert len(everything) == 120 + 5 + 12 + 6 + 2
+    assert len(everything) == 120 + 5 + 12 + 6 + 2 + 1
     _run(pytester, monkeypatch, "--agent-id", "warmup")  # records every file's node ids
     skipped_files = skipped_tests = 0
     for seed in ("a", "b", "c", "d"):
@@ -135,7 +142,7 @@ def test_changed_helper_module_changes_the_parametrization(
     sample = _same_as_full_collection(
         pytester, monkeypatch, "--fast-fraction", "20%", "--seed", seed
     )
-    assert sample["total"] == 145 + 54
+    assert sample["total"] == 146 + 54
 
 
 def test_edited_test_file_is_collected_in_full(
@@ -149,7 +156,7 @@ def test_edited_test_file_is_collected_in_full(
     sample = _same_as_full_collection(
         pytester, monkeypatch, "--fast-fraction", "10%", "--seed", "e"
     )
-    assert sample["total"] == 145 + 40
+    assert sample["total"] == 146 + 40
 
 
 def test_new_conftest_in_a_folder_is_noticed(
@@ -166,7 +173,7 @@ def test_new_conftest_in_a_folder_is_noticed(
     ran, sample = _run(pytester, monkeypatch, "--fast-fraction", "100%", "--seed", "c")
     assert {"sub/test_deep.py::test_level[x]", "sub/test_deep.py::test_level[z]"} <= ran
     assert "sub/test_deep.py::test_level" not in ran
-    assert sample["total"] == 145 + 2
+    assert sample["total"] == 146 + 2
     _same_as_full_collection(pytester, monkeypatch, "--fast-fraction", "5%", "--seed", "c")
 
 
@@ -177,7 +184,7 @@ def test_deleted_file_leaves_the_total(
     _run(pytester, monkeypatch, "--agent-id", "warmup")
     (pytester.path / "test_plain_7.py").unlink()
     sample = _same_as_full_collection(pytester, monkeypatch, "--fast-fraction", "1%", "--seed", "d")
-    assert sample["total"] == 145 - 12
+    assert sample["total"] == 146 - 12
 
 
 @pytest.mark.parametrize("seed", ["s1", "s2", "s3"])
