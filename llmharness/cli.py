@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dump(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=True) + "\n")
 
 
 def _print_summary(summary: RunSummary, records: Records) -> None:
@@ -106,8 +106,6 @@ def _print_summary(summary: RunSummary, records: Records) -> None:
         print(second)
     if summary.failed:
         print(f"details: grep '^ERROR ' {records.root}/runs/{summary.run_id}/log.txt")
-    for warning in records.warnings[:2]:
-        print(f"warning: {warning}")
 
 
 def _print_regressions(diff: Regressions) -> None:
@@ -139,6 +137,14 @@ def _print_regressions(diff: Regressions) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     records = Records(args.dir)
+    try:
+        return _verb(args, records)
+    finally:
+        for warning in records.warnings:
+            sys.stderr.write(f"llmharness: warning: {warning}\n")
+
+
+def _verb(args: argparse.Namespace, records: Records) -> int:
     if args.verb == "summary":
         summary = records.summary(args.run)
         if args.json:

@@ -7,6 +7,7 @@ sends back what it collected: under xdist only the controller writes to the stor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -493,12 +494,14 @@ class Harness:
         )
 
     def _print(self, line: str) -> None:
-        writer = self._writer
-        if writer is not None:
-            writer.line(line)
-        else:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+        # A test may have closed or replaced the terminal's stream: the record on disk stands.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            writer = self._writer
+            if writer is not None:
+                writer.line(line)
+            else:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
 
     # -- session ---------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -647,8 +650,10 @@ class Harness:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         status = self._status(int(exitstatus))
         recorder = self.recorder
-        if recorder.collection_errors and not self.config.getoption(
-            "continue_on_collection_errors"
+        if (
+            recorder.collection_errors
+            and int(exitstatus) == _EXIT_INTERRUPTED
+            and not self.config.getoption("continue_on_collection_errors")
         ):
             recorder.notes.append(
                 "collection errors stopped the run: fix them, or pass "
@@ -667,16 +672,19 @@ class Harness:
         for line in self.internal_errors:
             recorder.notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
         complete = status == "complete" and int(exitstatus) != _EXIT_NO_TESTS
+        # Read before finish(): a warning about it must reach log.txt and summary.json.
+        baseline = self.store.load_baseline() if complete else None
         try:
             self.summary = recorder.finish(int(exitstatus), status, update_history=True)
             if complete:
-                self._prune()
+                self._prune(baseline)
         except Exception as exc:  # the record must never change the tests' outcome
             self._print(f"llmharness: internal error while recording the run: {exc!r}")
+        if int(exitstatus) == _EXIT_INTERNAL:
+            self.pytest_terminal_summary()  # pytest skips that hook after an INTERNALERROR
 
-    def _prune(self) -> None:
+    def _prune(self, baseline: Mapping[str, Any] | None) -> None:
         protect = {self.recorder.run_id}
-        baseline = self.store.load_baseline()
         if baseline is not None:
             protect.add(str(baseline["run_id"]))
         try:
@@ -690,7 +698,11 @@ class Harness:
             return
         summary = dict(self.summary)
         notes = list(summary.get("notes", ()))
-        notes.extend(f"llmharness warning: {w}" for w in summary.get("store_warnings", ()))
+        store_warnings = list(summary.get("store_warnings", ()))
+        if store_warnings:
+            more = len(store_warnings) - 1
+            extra = f" (+{more} more: grep '^WARNING' in the run's log.txt)" if more else ""
+            notes.append(f"llmharness warning: {store_warnings[0]}{extra}")
         summary["notes"] = notes
         for line in reporting.compact_lines(
             summary,

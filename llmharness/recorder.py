@@ -34,15 +34,16 @@ from llmharness import diff as diffing
 from llmharness import reporting
 from llmharness.reporting import FAILING, TestResult
 from llmharness.sampling import Sample
-from llmharness.store import SCHEMA, Known, Store, StoreError, safe_name
+from llmharness.store import SCHEMA, Known, Store, StoreError, safe_name, unfinished_before
 
 __all__ = ["RunRecorder", "describe_failure"]
 
 _SEVERITY = {"skipped": 0, "xfailed": 1, "passed": 2, "xpassed": 3, "failed": 4, "error": 5}
 _TIMEOUT = re.compile(r"^Failed: Timeout \(>([0-9.]+)s\) from pytest-timeout")
+_EXC_HEAD = re.compile(r"^[A-Za-z_][\w.]*(:|$)")
 _E_LINE = re.compile(r"^E\s+(\S.*)$")
 _WHERE_LINE = re.compile(r"^(\S[^:]*:\d+): in ")
-_HEAD_TAIL_MARK = "\n…[{} bytes cut here by llmharness]…\n"
+_HEAD_TAIL_MARK = "\n…[{} characters cut here by llmharness]…\n"
 _MAX_TRACEBACK = 256 * 1024
 
 
@@ -84,16 +85,23 @@ def describe_failure(longrepr: Any, rootdir: Path) -> str:
     places = [m.group(1) for m in map(_WHERE_LINE.match, lines) if m]
     where = f" ({_relative(places[-1], rootdir)})" if places else ""
     if e_lines:
-        return e_lines[-1] + where
+        # The last exception header, with its message's first line (a message may span lines).
+        heads = [i for i, line in enumerate(e_lines) if _EXC_HEAD.match(line)]
+        start = heads[-1] if heads else len(e_lines) - 1
+        return (_first_line("\n".join(e_lines[start:])) or e_lines[-1]) + where
     return (_first_line(text) or "unknown failure") + where
 
 
 def _bounded(text: str, limit: int) -> str:
     """Keep the head and tail of a long text, saying how much was cut."""
-    if len(text) <= limit:
+    if len(text) <= limit // 4 or (
+        len(text) <= limit and len(text.encode("utf-8", "surrogatepass")) <= limit
+    ):
         return text
-    half = limit // 2
-    return text[:half] + _HEAD_TAIL_MARK.format(len(text) - 2 * half) + text[-half:]
+    half = limit // 2  # in UTF-8 bytes, cut back to whole characters
+    head = text[:half].encode("utf-8", "surrogatepass")[:half].decode("utf-8", "ignore")
+    tail = text[-half:].encode("utf-8", "surrogatepass")[-half:].decode("utf-8", "ignore")
+    return head + _HEAD_TAIL_MARK.format(len(text) - len(head) - len(tail)) + tail
 
 
 def _render_log_line(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
@@ -177,9 +185,11 @@ class RunRecorder:
         self._results_file: IO[str] = io.StringIO()
         self._log_file: IO[str] = io.StringIO()
         self._writable = False
-        self._open(argv)
+        self.argv = list(argv)
+        self._open(self.argv)
+        self._line_file = _LineFile(self._log_file)
         self.log = structlog.wrap_logger(
-            _LineFile(self._log_file), processors=[_render_log_line], cache_logger_on_first_use=True
+            self._line_file, processors=[_render_log_line], cache_logger_on_first_use=True
         )
         self.log.info("START", run=run_id, agent=agent_id, seed=seed, pid=os.getpid())
 
@@ -209,6 +219,30 @@ class RunRecorder:
         except OSError as exc:
             self.warn(f"cannot write the run record in {self.dir}: {exc.strerror or exc}")
 
+    def _restore_dir(self) -> None:
+        """A test deleted the run folder (or the whole store): write it again from memory."""
+        if not self._writable or (self.dir / "failures").is_dir():
+            return
+        self._writable = False
+        for handle in (self._results_file, self._log_file):
+            with contextlib.suppress(OSError, ValueError):
+                handle.close()
+        self._open(self.argv)  # warns and leaves the record unwritable if it cannot
+        if not self._writable:
+            return
+        self._line_file._handle = self._log_file
+        try:
+            for result in self.results.values():
+                self._results_file.write(json.dumps(result.to_json()) + "\n")
+            self._results_file.flush()
+            self._log_file.write(f"START run={self.run_id} pid={os.getpid()} rewritten=true\n")
+            self._log_file.writelines(line + "\n" for line in self.error_lines)
+            self._log_file.flush()
+        except (OSError, ValueError) as exc:
+            self.warn(f"cannot rewrite the run record in {self.dir}: {exc}")
+            return
+        self.warn("the run folder was deleted during the run; rewritten from memory")
+
     def warn(self, message: str) -> None:
         """Keep a one-line warning for the log, the summary and the terminal."""
         line = reporting.sanitize(message, 300)
@@ -217,8 +251,12 @@ class RunRecorder:
             self.log.warning("WARNING", message=line)
 
     # -- reports -----------------------------------------------------------------------
+    def _describe(self, longrepr: Any) -> str:
+        """The failure's reason as stored everywhere: one escaped line, cut at the limit."""
+        return reporting.sanitize(describe_failure(longrepr, self.rootdir), self.max_reason)
+
     def collection_error(self, nodeid: str, longrepr: Any) -> None:
-        reason = describe_failure(longrepr, self.rootdir)
+        reason = self._describe(longrepr)
         self.collection_errors.append({"nodeid": nodeid, "reason": reason})
         path = self._failure_file(
             nodeid, "error", "collect", reason, [("collection", str(longrepr))], []
@@ -226,7 +264,7 @@ class RunRecorder:
         self._error(nodeid, reason, path)
 
     def collection_skip(self, nodeid: str, longrepr: Any) -> None:
-        reason = describe_failure(longrepr, self.rootdir)
+        reason = self._describe(longrepr)
         self._finish(nodeid, _Pending("skipped", "collect", skip_reason=reason))
 
     def test_report(self, report: Any) -> None:
@@ -251,16 +289,23 @@ class RunRecorder:
             if outcome == "failed":
                 self._keep_failure(pending, report, when)
             elif outcome == "skipped" and pending.skip_reason is None:
-                pending.skip_reason = describe_failure(report.longrepr, self.rootdir)
+                pending.skip_reason = self._describe(report.longrepr)
         elif when == "teardown":
             if outcome == "failed":
                 if pending.outcome not in FAILING:
                     pending.outcome, pending.phase = "error", "teardown"
                 self._keep_failure(pending, report, when)
             self._finish(nodeid, self._pending.pop(nodeid))
+        elif outcome == "failed":
+            # xdist's report for a test whose worker died in it (when "???"): pytest counts it
+            # as failed, and no teardown report follows.
+            if pending.outcome not in FAILING:
+                pending.outcome, pending.phase = "failed", "call"
+            self._keep_failure(pending, report, "call")
+            self._finish(nodeid, self._pending.pop(nodeid))
 
     def _keep_failure(self, pending: _Pending, report: Any, when: str) -> None:
-        reason = describe_failure(report.longrepr, self.rootdir)
+        reason = self._describe(report.longrepr)
         if when == "teardown" and pending.reasons:
             reason = f"teardown: {reason}"
         elif len(pending.reasons) and when == "call":
@@ -286,7 +331,9 @@ class RunRecorder:
         reason = None
         failure_file = None
         if outcome in FAILING:
-            reason = "; ".join(pending.reasons) or "failed without a report"
+            reason = reporting.sanitize(
+                "; ".join(pending.reasons) or "failed without a report", self.max_reason
+            )
             failure_file = self._failure_file(
                 nodeid, outcome, pending.phase, reason, pending.texts, pending.sections
             )
@@ -303,8 +350,9 @@ class RunRecorder:
             self.on_result(result)
 
     def _error(self, nodeid: str, reason: str, failure_file: str | None) -> None:
-        self.log.error("ERROR", nodeid=nodeid, reason=reason, limit=self.max_reason)
-        self.error_lines.append(reporting.error_line(nodeid, reason, self.max_reason))
+        limit = max(self.max_reason, len(reason))  # already cut: keep its marker whole
+        self.log.error("ERROR", nodeid=nodeid, reason=reason, limit=limit)
+        self.error_lines.append(reporting.error_line(nodeid, reason, limit))
 
     def _failure_file(
         self,
@@ -315,6 +363,7 @@ class RunRecorder:
         texts: list[tuple[str, str]],
         sections: list[tuple[str, str]],
     ) -> str | None:
+        self._restore_dir()
         if not self._writable:
             return None
         self._failure_seq += 1
@@ -338,6 +387,7 @@ class RunRecorder:
     def finish(self, exitstatus: int, status: str, update_history: bool) -> dict[str, Any]:
         """Write summary.json, update the last-known index and the pointers; return the summary."""
         self.flush_pending()
+        self._restore_dir()
         finished = time.time()
         results = list(self.results.values())
         summary: dict[str, Any] = {
@@ -358,6 +408,10 @@ class RunRecorder:
             "store_warnings": self.warnings,
             "log": f"runs/{self.run_id}/log.txt",
         }
+        for other, other_status in unfinished_before(self.store, self.run_id):
+            self.notes.append(
+                f"previous run {other} did not finish ({other_status}): llmharness summary {other}"
+            )
         try:
             with self.store.locked():
                 index = self.store.load_index()
@@ -366,7 +420,7 @@ class RunRecorder:
                     results,
                     index,
                     run_id=self.run_id,
-                    against=self._last_before(index),
+                    against=self._last_complete(index),
                     unknown_files=failed_files,
                 )
                 summary["regressions"]["not_reached"] = len(self.not_reached)
@@ -382,8 +436,8 @@ class RunRecorder:
                         else (),
                     )
                     self.store.save_index(index)
-                self._write_summary(summary)
-                self.store.point_to(self.run_id, self.agent_id)
+                if self._write_summary(summary):
+                    self.store.point_to(self.run_id, self.agent_id)
         except StoreError as exc:
             self.warn(str(exc))
             self._write_summary(summary)
@@ -391,14 +445,18 @@ class RunRecorder:
         self.close()
         return summary
 
-    def _write_summary(self, summary: dict[str, Any]) -> None:
+    def _write_summary(self, summary: dict[str, Any]) -> bool:
         summary["store_warnings"] = self.warnings
-        if self._writable:
-            self.store.write_json(self.dir / "summary.json", summary)
+        return self._writable and self.store.write_json(self.dir / "summary.json", summary)
 
-    @staticmethod
-    def _last_before(index: Mapping[str, Known]) -> str | None:
-        return max((known.run_id for known in index.values()), default=None)
+    def _last_complete(self, index: Mapping[str, Known]) -> str | None:
+        """The newest run the index learnt from that finished complete (or was since pruned)."""
+        for run_id in sorted({known.run_id for known in index.values()}, reverse=True):
+            if not (self.store.runs_dir / run_id).is_dir():
+                return run_id  # pruned: only complete runs prune others, so it is older
+            if self.store.run_status(run_id)[0] == "complete":
+                return run_id
+        return None
 
     def _vanished(self, index: Mapping[str, Known], failed_files: set[str]) -> list[str]:
         """Known tests of files collected cleanly this run that were not collected again."""

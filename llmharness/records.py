@@ -14,7 +14,15 @@ from typing import Any
 
 from llmharness import diff as _diff
 from llmharness.reporting import FAILING, OUTCOMES
-from llmharness.store import SCHEMA, Known, Store, StoreError, find_store, is_run_id
+from llmharness.store import (
+    SCHEMA,
+    Known,
+    Store,
+    StoreError,
+    find_store,
+    is_run_id,
+    unfinished_before,
+)
 
 __all__ = [
     "Change",
@@ -264,6 +272,8 @@ class Records:
                 f"run {run_id} is {summary.status}{unreached}: tests it did not reach count as "
                 "not run, never as fixed or removed"
             )
+        for other, other_status in unfinished_before(self.store, run_id):
+            notes.append(f"previous run {other} did not finish ({other_status})")
         for other in self.unfinished_after(run_id):
             notes.append(f"run {other} did not finish (killed, crashed or still running)")
         if against is None:

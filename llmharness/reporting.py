@@ -79,17 +79,21 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def sanitize(text: str, limit: int) -> str:
     """Make `text` one printable line of at most about `limit` characters."""
+    unseen = 0
+    if len(text) > 4 * limit + 64:  # a megabyte message: escape only what can be kept
+        unseen = len(text) - (4 * limit + 64)
+        text = text[: 4 * limit + 64]
     text = _ANSI.sub("", text)
     text = _CONTROL.sub(_escape_char, text)
-    if len(text) > limit:
-        cut = len(text) - limit
+    if len(text) > limit or unseen:
+        cut = max(len(text) - limit, 0) + unseen
         text = f"{text[:limit]}…[+{cut} chars]"
     return text
 
 
 def quote_nodeid(nodeid: str) -> str:
     """Write a node id so that it stays one token on an ERROR line."""
-    if _BARE_NODEID.match(nodeid):
+    if _BARE_NODEID.match(nodeid) and nodeid.isprintable():
         return nodeid
     return json.dumps(nodeid, ensure_ascii=True)
 
@@ -177,6 +181,8 @@ def aggregate(
         )
     ran = counts["passed"] + counts["failed"] + counts["error"]
     timed.sort(key=lambda item: (-item[0], item[1]))
+    for members in groups.values():
+        members.sort(key=lambda member: member.nodeid)  # not the order xdist workers finish in
     ordered_groups = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     return {
         "counts": {outcome: counts.get(outcome, 0) for outcome in OUTCOMES},

@@ -165,12 +165,19 @@ class Store:
     def locked(self) -> Iterator[None]:
         """Hold the store's lock; raise StoreError if another process holds it too long."""
         try:
-            with self._lock:
-                yield
+            self._lock.acquire()
         except filelock.Timeout:
             raise StoreError(
                 f"{self.root / 'store.lock'}: still locked after {LOCK_TIMEOUT_S:.0f}s"
             ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"{self.root / 'store.lock'}: cannot lock ({exc.strerror or exc}); not updated"
+            ) from None
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     # -- robust JSON -------------------------------------------------------------------
     def set_aside(self, path: Path, why: str) -> None:
@@ -178,7 +185,8 @@ class Store:
         if self.readonly:
             self._warn(f"{path}: {why}; ignoring it")
             return
-        target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        target = path.with_name(f"{path.name}.corrupt-{stamp}")
         try:
             os.replace(path, target)
             self._warn(f"{path}: {why}; moved aside to {target.name}")
@@ -233,6 +241,9 @@ class Store:
                 )
             except (TypeError, ValueError):
                 continue
+        dropped = len(data["tests"]) - len(index)
+        if dropped:
+            self.set_aside(self.root / INDEX_FILE, f"{dropped} malformed entries")
         return index
 
     def save_index(self, index: dict[str, Known]) -> bool:
@@ -273,10 +284,16 @@ class Store:
         return sorted(name for name in names if is_run_id(name))
 
     def read_run_file(self, run_id: str, name: str) -> dict[str, Any] | None:
-        data = self.read_json(
-            self.run_dir(run_id) / name, lambda d: isinstance(d.get("run_id"), str)
-        )
-        return data
+        def ok(d: dict[str, Any]) -> bool:
+            counts = d.get("counts", {})
+            return (
+                isinstance(d.get("run_id"), str)
+                and isinstance(counts, dict)
+                and all(type(v) is int for v in counts.values())
+                and isinstance(d.get("sample", {}), dict)
+            )
+
+        return self.read_json(self.run_dir(run_id) / name, ok)
 
     def run_status(self, run_id: str) -> tuple[str, dict[str, Any] | None]:
         """(status, summary): `complete`, `interrupted`, ..., or `running`/`incomplete`."""
@@ -311,9 +328,17 @@ class Store:
         try:
             target = os.readlink(path)
         except OSError:
+            text_path = path.with_name(path.name + ".txt")
             try:
-                target = path.with_suffix(".txt").read_text(encoding="utf-8").strip()
+                raw = text_path.read_bytes()
             except OSError:
+                return None
+            try:
+                target = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                target = ""
+            if not is_run_id(Path(target).name):
+                self.set_aside(text_path, "not a run pointer")
                 return None
         name = Path(target).name
         return name if is_run_id(name) and (self.runs_dir / name).is_dir() else None
@@ -335,7 +360,10 @@ class Store:
             # No symlinks here (some filesystems, Windows without privilege): a text pointer.
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            _atomic_write_bytes(link.with_suffix(".txt"), target.name.encode())
+            try:
+                _atomic_write_bytes(link.with_name(link.name + ".txt"), target.name.encode())
+            except OSError as exc:
+                self._warn(f"{link}: could not update the pointer ({exc.strerror or exc})")
 
     def prune(self, keep: int, protect: set[str]) -> list[str]:
         """Delete the oldest finished runs beyond `keep`; never a protected or running one."""
@@ -347,3 +375,19 @@ class Store:
             shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
             removed.append(run_id)
         return removed
+
+
+UNFINISHED = frozenset({"incomplete", "interrupted", "internal-error"})
+
+
+def unfinished_before(store: Store, run_id: str) -> list[tuple[str, str]]:
+    """(run id, status) of the runs since the last finished one before `run_id` that did not
+    finish (killed, crashed, interrupted); runs still going are passed over."""
+    found = []
+    for other in reversed([r for r in store.list_runs() if r < run_id]):
+        status = store.run_status(other)[0]
+        if status in UNFINISHED:
+            found.append((other, status))
+        elif status != "running":
+            break
+    return found[::-1]
