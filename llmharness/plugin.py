@@ -246,11 +246,14 @@ class CollectionTracker:
 
     def entries(self, items: list[pytest.Item]) -> dict[str, Any]:
         """Cache entries for the files collected cleanly and in full this run."""
-        ids: dict[str, list[str]] = {}
+        by_path: dict[Path, list[str]] = {}
         for item in items:
-            rel = _relative(self.rootdir, item.path)
+            by_path.setdefault(item.path, []).append(item.nodeid)
+        ids: dict[str, list[str]] = {}
+        for path, nodeids in by_path.items():
+            rel = _relative(self.rootdir, path)
             if rel is not None:
-                ids.setdefault(rel, []).append(item.nodeid)
+                ids.setdefault(rel, []).extend(nodeids)
         entries = {}
         for rel, deps in self.deps.items():
             if rel in self.failed or rel in self.plan.wanted:
@@ -599,8 +602,8 @@ class Harness:
         if self.deadline is not None and time.time() >= self.deadline:
             self._stop_at_limit()
         if self.compact:
-            failed = sum(r.outcome in {"failed", "error"} for r in self.recorder.results.values())
-            line = self.progress.tick(len(self.recorder.results), failed, self._expected_left)
+            recorder = self.recorder
+            line = self.progress.tick(len(recorder.results), recorder.failing, self._expected_left)
             if line is not None:
                 self._print(line)
 

@@ -132,7 +132,7 @@ class _LineFile:
     info = warning = error = msg
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     outcome: str | None = None
     phase: str = "setup"
@@ -178,6 +178,7 @@ class RunRecorder:
         self.collected_files: set[str] | None = None
         # (files not imported, known tests not built) by a --fast run's collection plan
         self.uncollected = (0, 0)
+        self.failing = 0  # tests failed or errored so far
         self.on_result: Callable[[TestResult], None] | None = None
         self._pending: dict[str, _Pending] = {}
         self._failure_seq = 0
@@ -341,6 +342,8 @@ class RunRecorder:
         elif outcome in {"skipped", "xfailed"}:
             reason = pending.skip_reason
         result = TestResult(nodeid, outcome, pending.phase, pending.duration, reason, failure_file)
+        if outcome in FAILING and nodeid not in self.results:
+            self.failing += 1
         self.results[nodeid] = result
         if self._writable:
             with contextlib.suppress(OSError, ValueError):
