@@ -455,6 +455,11 @@ class Harness:
         self.recorder.uncollected = (sum(rel in plan.skip for rel in touched), len(missing))
         return missing
 
+    def _release_collection(self) -> None:
+        """Collection is over: the cache and the plan's node ids need not stay in memory."""
+        self._collection_cache = {"env": "", "files": {}}
+        self._collection_plan = collectcache.CollectionPlan()
+
     def _save_collection(self, entries: dict[str, Any], failed: Collection[str]) -> None:
         env = self._environment()
         cache = self._cache()
@@ -546,6 +551,7 @@ class Harness:
             cache = output.get("cache")
             if cache is not None:
                 self._save_collection(cache["entries"], cache["failed"])
+            self._release_collection()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -566,6 +572,7 @@ class Harness:
         if self.tracker is not None:
             uncollected = self._uncollected(self.tracker.touched(), collected)
             self._save_collection(self.tracker.entries(items), self.tracker.failed)
+            self._release_collection()
         self.recorder.collected = collected + uncollected
         yield
         plan = self.plan

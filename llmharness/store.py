@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class StoreError(Exception):
     """The store cannot serve a request; the message says which file or run and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """A test's last known outcome: what it was, in which run, by which agent, when."""
 
@@ -101,12 +102,18 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write_chunks(path, (data,))
+
+
+def _atomic_write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to a temp file, fsync it and move it over `path`."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); store files get the usual mode instead.
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -232,23 +239,52 @@ class Store:
         data = self.read_json(self.root / INDEX_FILE, lambda d: isinstance(d.get("tests"), dict))
         if data is None:
             return {}
+        tests: dict[str, Any] = data.pop("tests")
+        total = len(tests)
         index: dict[str, Known] = {}
-        for nodeid, entry in data["tests"].items():
+        shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
+        for nodeid in list(tests):
+            entry = tests.pop(nodeid)  # free the parsed entry as its Known is made
             try:
                 outcome, run_id, agent, when, duration = entry
-                index[nodeid] = Known(
-                    str(outcome), str(run_id), agent, float(when), float(duration)
-                )
+                run_id = shared.setdefault(str(run_id), str(run_id))
+                agent = shared.setdefault(agent, agent)
+                index[nodeid] = Known(str(outcome), run_id, agent, float(when), float(duration))
             except (TypeError, ValueError):
                 continue
-        dropped = len(data["tests"]) - len(index)
+        dropped = total - len(index)
         if dropped:
             self.set_aside(self.root / INDEX_FILE, f"{dropped} malformed entries")
         return index
 
     def save_index(self, index: dict[str, Known]) -> bool:
-        tests = {nodeid: known.to_list() for nodeid, known in index.items()}
-        return self.write_json(self.root / INDEX_FILE, {"schema": SCHEMA, "tests": tests})
+        """Write the index as one JSON object, streamed (no copy of it all in memory)."""
+
+        def chunks() -> Iterator[bytes]:
+            yield f'{{"schema":{SCHEMA},"tests":{{'.encode()
+            items = iter(index.items())
+            first = True
+            while True:
+                batch = [
+                    json.dumps(nodeid, ensure_ascii=False)
+                    + ":"
+                    + json.dumps(known.to_list(), ensure_ascii=False, separators=(",", ":"))
+                    for nodeid, known in itertools.islice(items, 2_000)
+                ]
+                if not batch:
+                    break
+                text = ",".join(batch)
+                yield (text if first else "," + text).encode("utf-8", "surrogatepass")
+                first = False
+            yield b"}}"
+
+        path = self.root / INDEX_FILE
+        try:
+            _atomic_write_chunks(path, chunks())
+        except OSError as exc:
+            self._warn(f"{path}: could not write ({exc.strerror or exc}); previous data kept")
+            return False
+        return True
 
     # -- the pinned baseline -----------------------------------------------------------
     def load_baseline(self) -> dict[str, Any] | None:
