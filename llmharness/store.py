@@ -39,6 +39,9 @@ SCHEMA = 1
 INDEX_FILE = "index.json"
 BASELINE_FILE = "baseline.json"
 COLLECTION_FILE = "collection.json"
+# index.json as save_index lays it out: one entry a line between these two lines.
+_INDEX_HEAD = f'{{"schema":{SCHEMA},"tests":{{\n'
+_INDEX_TAIL = "}}\n"
 LOCK_TIMEOUT_S = 60.0
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}-[0-9a-f]{6}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -60,6 +63,17 @@ class Known:
 
     def to_list(self) -> list[Any]:
         return [self.outcome, self.run_id, self.agent_id, round(self.when, 3), self.duration]
+
+
+def _known(entry: Any, shared: dict[Any, Any]) -> Known | None:
+    """An index entry `[outcome, run id, agent, when, duration]` as a Known, if well formed."""
+    try:
+        outcome, run_id, agent, when, duration = entry
+        run_id = shared.setdefault(str(run_id), str(run_id))
+        agent = shared.setdefault(agent, agent)
+        return Known(str(outcome), run_id, agent, float(when), float(duration))
+    except (TypeError, ValueError):
+        return None
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -236,32 +250,60 @@ class Store:
 
     # -- the last-known-outcome index --------------------------------------------------
     def load_index(self) -> dict[str, Known]:
-        data = self.read_json(self.root / INDEX_FILE, lambda d: isinstance(d.get("tests"), dict))
-        if data is None:
-            return {}
-        tests: dict[str, Any] = data.pop("tests")
-        total = len(tests)
-        index: dict[str, Known] = {}
+        path = self.root / INDEX_FILE
         shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
-        for nodeid in list(tests):
-            entry = tests.pop(nodeid)  # free the parsed entry as its Known is made
-            try:
-                outcome, run_id, agent, when, duration = entry
-                run_id = shared.setdefault(str(run_id), str(run_id))
-                agent = shared.setdefault(agent, agent)
-                index[nodeid] = Known(str(outcome), run_id, agent, float(when), float(duration))
-            except (TypeError, ValueError):
-                continue
+        counted = self._index_by_lines(path, shared)
+        if counted is None:  # not in the layout save_index writes: parse it whole
+            data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
+            if data is None:
+                return {}
+            tests: dict[str, Any] = data.pop("tests")
+            index: dict[str, Known] = {}
+            total = len(tests)
+            for nodeid in list(tests):
+                known = _known(tests.pop(nodeid), shared)  # free each entry as it is read
+                if known is not None:
+                    index[nodeid] = known
+        else:
+            index, total = counted
         dropped = total - len(index)
         if dropped:
-            self.set_aside(self.root / INDEX_FILE, f"{dropped} malformed entries")
+            self.set_aside(path, f"{dropped} malformed entries")
         return index
 
+    @staticmethod
+    def _index_by_lines(path: Path, shared: dict[Any, Any]) -> tuple[dict[str, Known], int] | None:
+        """(index, entries read) from the file read line by line, as save_index writes it, so
+        a large index is never in memory twice; None when it is missing, unreadable or laid
+        out otherwise (then read_json decides, and reports)."""
+        index: dict[str, Known] = {}
+        total = 0
+        try:
+            with open(path, encoding="utf-8", errors="surrogatepass") as handle:
+                if handle.readline() != _INDEX_HEAD:
+                    return None
+                for line in handle:
+                    if line == _INDEX_TAIL:
+                        return (index, total) if handle.read() == "" else None
+                    if line == "\n":
+                        continue
+                    pair = json.loads("{" + line.rstrip("\n").rstrip(",") + "}")
+                    if not isinstance(pair, dict) or len(pair) != 1:
+                        return None
+                    for nodeid, entry in pair.items():
+                        total += 1
+                        known = _known(entry, shared)
+                        if known is not None:
+                            index[nodeid] = known
+        except (OSError, ValueError):
+            return None
+        return None  # no closing line: truncated
+
     def save_index(self, index: dict[str, Known]) -> bool:
-        """Write the index as one JSON object, streamed (no copy of it all in memory)."""
+        """Write the index as one JSON object, an entry a line, streamed to disk."""
 
         def chunks() -> Iterator[bytes]:
-            yield f'{{"schema":{SCHEMA},"tests":{{'.encode()
+            yield _INDEX_HEAD.encode()
             items = iter(index.items())
             first = True
             while True:
@@ -273,10 +315,10 @@ class Store:
                 ]
                 if not batch:
                     break
-                text = ",".join(batch)
-                yield (text if first else "," + text).encode("utf-8", "surrogatepass")
+                text = ",\n".join(batch)
+                yield (text if first else ",\n" + text).encode("utf-8", "surrogatepass")
                 first = False
-            yield b"}}"
+            yield ("\n" + _INDEX_TAIL).encode()
 
         path = self.root / INDEX_FILE
         try:
