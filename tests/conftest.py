@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,17 @@ import xdist.plugin  # noqa: F401
 import llmharness.plugin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
+# Inner runs use no hypothesis; its plugin would import it in every run and xdist worker.
+QUIET = ("-p", "no:hypothesispytest")
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outer run's LLMHARNESS_* variables (an agent id, a store) must not reach the runs
+    under test."""
+    for name in list(os.environ):
+        if name.startswith("LLMHARNESS_"):
+            monkeypatch.delenv(name)
 
 
 def _load_generator() -> ModuleType:
@@ -36,6 +48,13 @@ def _load_generator() -> ModuleType:
 def generate() -> ModuleType:
     """suites/generate.py: `synthetic(root, files, tests_per_file, ...)` and `messy(root)`."""
     return _load_generator()
+
+
+@pytest.fixture
+def messy(pytester: pytest.Pytester, generate: ModuleType) -> dict[str, int]:
+    """The messy suite in pytester's folder; its expected counts."""
+    counts: dict[str, int] = generate.messy(pytester.path)
+    return counts
 
 
 def run_cli(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

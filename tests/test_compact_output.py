@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import ModuleType
 
 import pytest
 from conftest import cli_json, error_lines
@@ -13,12 +12,6 @@ from llmharness.reporting import parse_error_line
 
 def _nonempty(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.strip()]
-
-
-@pytest.fixture
-def messy(pytester: pytest.Pytester, generate: ModuleType) -> dict[str, int]:
-    counts: dict[str, int] = generate.messy(pytester.path)
-    return counts
 
 
 def test_messy_suite_fits_in_eight_lines_and_2000_bytes(

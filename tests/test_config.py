@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,6 @@ import pytest
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The outer run's own LLMHARNESS_* variables must not leak into the runs under test."""
-    for name in list(os.environ):
-        if name.startswith("LLMHARNESS_"):
-            monkeypatch.delenv(name)
 
 
 def _suite(pytester: pytest.Pytester, passing: int = 10, failing: int = 0) -> None:

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import QUIET
 
 from llmharness.sampling import score, select
-
-# The inner suites use no hypothesis; its plugin would import it in every run.
-QUIET = ("-p", "no:hypothesispytest")
 
 
 def _suite(pytester: pytest.Pytester, cases: int = 6) -> None:

@@ -38,14 +38,6 @@ FAST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 PLUGIN_ARGS = ("-p", "llmharness", "-p", "no:cacheprovider")
 
 
-@pytest.fixture(autouse=True)
-def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings from the caller's environment (a store folder, an agent id) must not leak in."""
-    for name in list(os.environ):
-        if name.startswith("LLMHARNESS_"):
-            monkeypatch.delenv(name)
-
-
 # -- helpers -------------------------------------------------------------------------------
 def _write_suite(root: Path, tests: int = N_TESTS, body: str = "assert i != 3") -> None:
     (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")

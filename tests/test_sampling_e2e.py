@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import QUIET
 
 from llmharness.sampling import agent_seed, select
 
 FAST_10 = ("--fast", "--fast-fraction", "10%")
-# The inner suites use no hypothesis; its plugin would import it in every subprocess run and
-# every xdist worker (about 2 s each).
-QUIET = ("-p", "no:hypothesispytest")
 
 
 @dataclass(frozen=True)
@@ -55,14 +52,6 @@ def run_subprocess(pytester: pytest.Pytester, *args: str) -> Record:
     result = pytester.runpytest_subprocess(*QUIET, *args)
     assert result.ret == pytest.ExitCode.OK, result.outlines[-5:] + result.errlines[-5:]
     return last_record(pytester)
-
-
-@pytest.fixture(autouse=True)
-def _no_llmharness_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An agent id or seed in the outer environment would change every sample below.
-    for name in list(os.environ):
-        if name.startswith("LLMHARNESS_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -17,13 +17,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import QUIET
 
 from llmharness.reporting import parse_error_line
 from llmharness.sampling import agent_seed, select, select_budget
 
-# The inner suites use no hypothesis; its plugin would import it in every subprocess run and
-# every xdist worker (about 2 s each).
-QUIET = ("-p", "no:hypothesispytest")
 SAMPLE_KEYS = ("mode", "fraction", "seed", "agent_id", "selected", "total", "budget_s")
 STORE = ".llmharness"
 
@@ -125,14 +123,6 @@ def worker_collections(result: pytest.RunResult) -> list[list[str]]:
     reprec: pytest.HookRecorder = result.reprec  # type: ignore[attr-defined]
     calls = reprec.getcalls("pytest_xdist_node_collection_finished")
     return [list(call.ids) for call in calls]
-
-
-@pytest.fixture(autouse=True)
-def _no_llmharness_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An agent id or seed in the outer environment would change every sample below.
-    for name in list(os.environ):
-        if name.startswith("LLMHARNESS_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -253,12 +243,6 @@ def test_seed_reaches_every_worker(pytester: pytest.Pytester, suite: list[str]) 
     assert distributed.summary["collection_errors"] == []
     serial = run(pytester, *args, subprocess=True)
     assert_same_run(serial, distributed)
-
-
-@pytest.fixture
-def messy(pytester: pytest.Pytester, generate: ModuleType) -> dict[str, int]:
-    counts: dict[str, int] = generate.messy(pytester.path)
-    return counts
 
 
 def test_messy_suite_with_two_workers_counts_and_reports_as_serial(
