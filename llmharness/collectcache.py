@@ -56,13 +56,18 @@ class Fingerprints:
     def digest(self, rel: str) -> str | None:
         """The file's content hash, or None when it does not exist or cannot be read."""
         if rel not in self._seen:
-            try:
-                data = (self.rootdir / rel).read_bytes()
-            except OSError:
-                self._seen[rel] = None
-            else:
-                self._seen[rel] = hashlib.blake2b(data, digest_size=16).hexdigest()
+            self.text(rel)
         return self._seen[rel]
+
+    def text(self, rel: str) -> str:
+        """The file's source (empty if unreadable), hashed on the way: one read serves both."""
+        try:
+            data = (self.rootdir / rel).read_bytes()
+        except OSError:
+            self._seen[rel] = None
+            return ""
+        self._seen[rel] = hashlib.blake2b(data, digest_size=16).hexdigest()
+        return data.decode("utf-8", "replace")
 
     def conftest_chain(self, rel: str) -> dict[str, str | None]:
         """The conftest.py of every folder from the file's own up to the rootdir."""
@@ -143,8 +148,10 @@ def _imported_names(source: str, package: str | None) -> set[str]:
     return found
 
 
-def local_dependencies(rootdir: Path, module: ModuleType | None, loaded: Iterable[str]) -> set[str]:
-    """Project modules a test module depends on for its collection.
+def local_dependencies(
+    rootdir: Path, module: ModuleType | None, source: str, loaded: Iterable[str]
+) -> set[str]:
+    """Project modules a test module (whose text is `source`) depends on for its collection.
 
     `loaded` names the modules its import loaded first; its import statements and its globals
     add the modules another file imported earlier (``from helpers import CASES``).
@@ -152,10 +159,6 @@ def local_dependencies(rootdir: Path, module: ModuleType | None, loaded: Iterabl
     modules = sys.modules
     names = set(loaded)
     if module is not None:
-        try:
-            source = Path(str(module.__file__)).read_text(encoding="utf-8", errors="replace")
-        except (OSError, TypeError):
-            source = ""
         names |= _imported_names(source, getattr(module, "__package__", None))
         for value in list(vars(module).values()):
             if isinstance(value, ModuleType):

@@ -234,7 +234,8 @@ class CollectionTracker:
         if report.passed:
             module = collector.obj if type(collector) is pytest.Module else None
             loaded = set(sys.modules).difference(before)
-            found = collectcache.local_dependencies(self.rootdir, module, loaded)
+            source = self.fingerprints.text(rel) if module is not None else ""
+            found = collectcache.local_dependencies(self.rootdir, module, source, loaded)
             self.deps.setdefault(rel, set()).update(found)
         else:
             self.failed.add(rel)
