@@ -9,8 +9,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llmharness.sampling import parse_fraction, parse_seed
 
 __all__ = ["CONFIG_FILENAME", "ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
@@ -173,6 +171,8 @@ FLAGS = {"store": "--llmharness-store", "config_file": "--llmharness-config"}
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Load a config file; return its mapping and the line of each key."""
+    import yaml  # here, not at the top: most runs have no config file to pay its import for
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
