@@ -8,7 +8,7 @@ from typing import Any
 from llmharness.reporting import FAILING, TestResult
 from llmharness.store import Known
 
-__all__ = ["CATEGORIES", "PASSING", "diff", "update_index"]
+__all__ = ["CATEGORIES", "PASSING", "DiffBuilder", "diff", "update_index"]
 
 PASSING = frozenset({"passed", "xpassed"})
 NOT_RUN_ON_PURPOSE = frozenset({"skipped", "xfailed"})
@@ -26,6 +26,60 @@ def _item(result: TestResult, before: str | None, known: Known | None) -> dict[s
     return item
 
 
+class DiffBuilder:
+    """A diff built one test at a time, so neither side need be held whole in memory.
+
+    Call `known` for every test known before (once each) and `compare` for every result of
+    this run, with what was known of it (or None), in any order; `result` gives the diff.
+    """
+
+    def __init__(self, unknown_files: Iterable[str] = ()) -> None:
+        self.lists: dict[str, list[dict[str, Any]]] = {name: [] for name in CATEGORIES}
+        self.known_before = 0
+        self.compared = 0
+        self.new_tests = 0
+        self.unknown = 0
+        self._prefixes = tuple(f"{path}::" for path in unknown_files)
+
+    def known(self, nodeid: str) -> None:
+        """A test known before this run (whether or not this run ran it)."""
+        self.known_before += 1
+        if self._prefixes and nodeid.startswith(self._prefixes):
+            self.unknown += 1
+
+    def compare(self, result: TestResult, known: Known | None) -> None:
+        """Classify one result of this run by what was known of its test."""
+        if known is None:
+            self.new_tests += 1
+            if result.outcome in FAILING:
+                self.lists["new_tests_failing"].append(_item(result, None, None))
+            return
+        self.compared += 1
+        old, now = known.outcome, result.outcome
+        if old in PASSING and now in FAILING:
+            self.lists["new_failures"].append(_item(result, old, known))
+        elif old in FAILING and now in FAILING:
+            self.lists["still_failing"].append(_item(result, old, known))
+        elif old in FAILING and now in PASSING:
+            self.lists["fixed"].append(_item(result, old, known))
+        elif old in PASSING and now in NOT_RUN_ON_PURPOSE:
+            self.lists["newly_skipped"].append(_item(result, old, known))
+
+    def result(self, *, run_id: str, against: str | None) -> dict[str, Any]:
+        for items in self.lists.values():
+            items.sort(key=lambda item: item["nodeid"])  # not the order tests or workers ran in
+        return {
+            "run_id": run_id,
+            "against": against,
+            **self.lists,
+            "known_before": self.known_before,
+            "compared": self.compared,
+            "new_tests": self.new_tests,
+            "not_run": self.known_before - self.compared,
+            "unknown": self.unknown,
+        }
+
+
 def diff(
     results: Iterable[TestResult],
     before: Mapping[str, Known],
@@ -40,38 +94,12 @@ def diff(
     last-known index). Tests of `before` that this run did not run are counted as `not_run`,
     never as fixed or removed; those in files that failed to collect are `unknown`.
     """
-    lists: dict[str, list[dict[str, Any]]] = {name: [] for name in CATEGORIES}
-    seen = 0
-    new_tests = 0
+    builder = DiffBuilder(unknown_files)
+    for nodeid in before:
+        builder.known(nodeid)
     for result in results:
-        known = before.get(result.nodeid)
-        if known is None:
-            new_tests += 1
-            if result.outcome in FAILING:
-                lists["new_tests_failing"].append(_item(result, None, None))
-            continue
-        seen += 1
-        old, now = known.outcome, result.outcome
-        if old in PASSING and now in FAILING:
-            lists["new_failures"].append(_item(result, old, known))
-        elif old in FAILING and now in FAILING:
-            lists["still_failing"].append(_item(result, old, known))
-        elif old in FAILING and now in PASSING:
-            lists["fixed"].append(_item(result, old, known))
-        elif old in PASSING and now in NOT_RUN_ON_PURPOSE:
-            lists["newly_skipped"].append(_item(result, old, known))
-    prefixes = tuple(f"{path}::" for path in unknown_files)
-    unknown = sum(1 for nodeid in before if prefixes and nodeid.startswith(prefixes))
-    return {
-        "run_id": run_id,
-        "against": against,
-        **lists,
-        "known_before": len(before),
-        "compared": seen,
-        "new_tests": new_tests,
-        "not_run": len(before) - seen,
-        "unknown": unknown,
-    }
+        builder.compare(result, before.get(result.nodeid))
+    return builder.result(run_id=run_id, against=against)
 
 
 def update_index(

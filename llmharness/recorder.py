@@ -17,13 +17,14 @@ the run finished.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,7 +35,15 @@ from llmharness import diff as diffing
 from llmharness import reporting
 from llmharness.reporting import FAILING, TestResult
 from llmharness.sampling import Sample
-from llmharness.store import SCHEMA, Known, Store, StoreError, safe_name, unfinished_before
+from llmharness.store import (
+    SCHEMA,
+    IndexBroken,
+    Known,
+    Store,
+    StoreError,
+    safe_name,
+    unfinished_before,
+)
 
 __all__ = ["RunRecorder", "describe_failure"]
 
@@ -143,6 +152,59 @@ class _Pending:
     skip_reason: str | None = None
 
 
+class Results(Mapping[str, TestResult]):
+    """A run's results by node id, in little memory: a run keeps every result until it ends,
+    and most are plain passes, so a pass is kept as its duration alone."""
+
+    __slots__ = ("_other", "_passed")
+
+    def __init__(self) -> None:
+        self._passed: dict[str, float] = {}
+        self._other: dict[str, TestResult] = {}
+
+    def add(self, result: TestResult) -> None:
+        nodeid = result.nodeid
+        if (
+            result.outcome == "passed"
+            and result.phase == "call"
+            and result.reason is None
+            and result.failure_file is None
+        ):
+            self._other.pop(nodeid, None)
+            self._passed[nodeid] = result.duration
+        else:
+            self._passed.pop(nodeid, None)
+            self._other[nodeid] = result
+
+    def __getitem__(self, nodeid: str) -> TestResult:
+        duration = self._passed.get(nodeid)
+        if duration is not None:
+            return TestResult(nodeid, "passed", "call", duration)
+        return self._other[nodeid]
+
+    def nodeids(self) -> set[str]:
+        """The node ids as a set sized once (growing it one by one would take twice the room)."""
+        ids = set(self._passed)
+        ids.update(self._other)
+        return ids
+
+    def get(self, nodeid: str, default: Any = None) -> Any:
+        duration = self._passed.get(nodeid)
+        if duration is not None:
+            return TestResult(nodeid, "passed", "call", duration)
+        return self._other.get(nodeid, default)
+
+    def __contains__(self, nodeid: object) -> bool:
+        return nodeid in self._passed or nodeid in self._other
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._passed
+        yield from self._other
+
+    def __len__(self) -> int:
+        return len(self._passed) + len(self._other)
+
+
 class RunRecorder:
     """Collects a run's results and writes its folder in the store."""
 
@@ -166,7 +228,7 @@ class RunRecorder:
         self.max_reason = max_reason_chars
         self.max_output = max_output_bytes
         self.started = time.time()
-        self.results: dict[str, TestResult] = {}
+        self.results = Results()
         self.collection_errors: list[dict[str, str]] = []
         self.error_lines: list[str] = []
         self.warnings: list[str] = []
@@ -344,7 +406,7 @@ class RunRecorder:
         result = TestResult(nodeid, outcome, pending.phase, pending.duration, reason, failure_file)
         if outcome in FAILING and nodeid not in self.results:
             self.failing += 1
-        self.results[nodeid] = result
+        self.results.add(result)
         if self._writable:
             with contextlib.suppress(OSError, ValueError):
                 self._results_file.write(json.dumps(result.to_json()) + "\n")
@@ -392,7 +454,6 @@ class RunRecorder:
         self.flush_pending()
         self._restore_dir()
         finished = time.time()
-        results = list(self.results.values())
         summary: dict[str, Any] = {
             "schema": SCHEMA,
             "run_id": self.run_id,
@@ -403,7 +464,7 @@ class RunRecorder:
             "duration_s": round(finished - self.started, 3),
             "agent_id": self.agent_id,
             "sample": self.sample_json(),
-            **reporting.aggregate(results, self.collection_errors),
+            **reporting.aggregate(self.results.values(), self.collection_errors),
             "collection_errors": self.collection_errors,
             "not_reached": self.not_reached,
             "warnings": self.warning_count,
@@ -415,30 +476,18 @@ class RunRecorder:
             self.notes.append(
                 f"previous run {other} did not finish ({other_status}): llmharness summary {other}"
             )
+        failed_files = {error["nodeid"].split("::")[0] for error in self.collection_errors}
+        write = update_history and bool(self.results)
         try:
             with self.store.locked():
-                index = self.store.load_index()
-                failed_files = {error["nodeid"].split("::")[0] for error in self.collection_errors}
-                summary["regressions"] = diffing.diff(
-                    results,
-                    index,
-                    run_id=self.run_id,
-                    against=self._last_complete(index),
-                    unknown_files=failed_files,
-                )
-                summary["regressions"]["not_reached"] = len(self.not_reached)
-                if update_history and results:
-                    diffing.update_index(
-                        index,
-                        results,
-                        run_id=self.run_id,
-                        agent_id=self.agent_id,
-                        when=finished,
-                        vanished=self._vanished(index, failed_files)
-                        if status == "complete"
-                        else (),
+                try:
+                    regressions = self._merge_index(
+                        self.store.index_entries(), failed_files, status, write, finished
                     )
-                    self.store.save_index(index)
+                except IndexBroken:  # found broken partway: load_index reports and sets aside
+                    entries = iter(self.store.load_index().items())
+                    regressions = self._merge_index(entries, failed_files, status, write, finished)
+                summary["regressions"] = regressions
                 if self._write_summary(summary):
                     self.store.point_to(self.run_id, self.agent_id)
         except StoreError as exc:
@@ -452,31 +501,78 @@ class RunRecorder:
         summary["store_warnings"] = self.warnings
         return self._writable and self.store.write_json(self.dir / "summary.json", summary)
 
-    def _last_complete(self, index: Mapping[str, Known]) -> str | None:
+    def _merge_index(
+        self,
+        entries: Iterator[tuple[str, Known]],
+        failed_files: set[str],
+        status: str,
+        write: bool,
+        when: float,
+    ) -> dict[str, Any]:
+        """One pass over the last-known index: the regression diff against it and, when
+        `write`, the index rewritten with this run's outcomes (streamed, never held whole)."""
+        results = self.results
+        builder = diffing.DiffBuilder(failed_files)
+        run_ids: set[str] = set()
+        unmatched = results.nodeids()  # what is left once the index is read: new tests
+        gone = self._vanishing(failed_files) if status == "complete" else None
+
+        def merged() -> Iterator[tuple[str, Known]]:
+            for nodeid, known in entries:
+                builder.known(nodeid)
+                run_ids.add(known.run_id)
+                result = results.get(nodeid)
+                if result is not None:
+                    unmatched.discard(nodeid)
+                    builder.compare(result, known)
+                    yield nodeid, self._known(result, when)
+                elif gone is None or not gone(nodeid):
+                    yield nodeid, known
+            for nodeid, result in results.items() if unmatched else ():
+                if nodeid in unmatched:
+                    builder.compare(result, None)
+                    yield nodeid, self._known(result, when)
+
+        if write:
+            self.store.save_index(merged())
+        else:
+            collections.deque(merged(), maxlen=0)
+        data = builder.result(run_id=self.run_id, against=self._last_complete(run_ids))
+        data["not_reached"] = len(self.not_reached)
+        return data
+
+    def _known(self, result: TestResult, when: float) -> Known:
+        return Known(result.outcome, self.run_id, self.agent_id, when, result.duration)
+
+    def _last_complete(self, run_ids: Iterable[str]) -> str | None:
         """The newest run the index learnt from that finished complete (or was since pruned)."""
-        for run_id in sorted({known.run_id for known in index.values()}, reverse=True):
+        for run_id in sorted(run_ids, reverse=True):
             if not (self.store.runs_dir / run_id).is_dir():
                 return run_id  # pruned: only complete runs prune others, so it is older
             if self.store.run_status(run_id)[0] == "complete":
                 return run_id
         return None
 
-    def _vanished(self, index: Mapping[str, Known], failed_files: set[str]) -> list[str]:
-        """Known tests of files collected cleanly this run that were not collected again."""
+    def _vanishing(self, failed_files: set[str]) -> Callable[[str], bool] | None:
+        """A test for known tests this run did not run: whether they are gone from the suite
+        (their file was collected cleanly this run without them, or no longer exists)."""
         if self.collected is None or self.collected_files is None:
-            return []
-        present = set(self.collected)
+            return None
         files = self.collected_files - failed_files
         keep: dict[str, bool] = {}
-        gone = []
-        for nodeid in index:
-            if nodeid in present:
-                continue
+        present: set[str] | None = None  # built only if a known test was not run
+
+        def gone(nodeid: str) -> bool:
+            nonlocal present
             path = nodeid.split("::", 1)[0]
             if path not in keep:
                 keep[path] = path not in files and (self.rootdir / path).exists()
-            if not keep[path]:
-                gone.append(nodeid)
+            if keep[path]:
+                return False
+            if present is None:
+                present = set(self.collected or ())
+            return nodeid not in present
+
         return gone
 
     def sample_json(self) -> dict[str, Any]:

@@ -13,10 +13,11 @@ first line of its message and `(file:line)`, with control characters escaped (`\
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +147,7 @@ def _split_path(nodeid: str) -> tuple[str, str]:
 
 
 def aggregate(
-    results: Iterable[TestResult],
+    results: Collection[TestResult],
     collection_errors: Sequence[Mapping[str, str]] = (),
     slowest: int = 10,
     clusters: int = 20,
@@ -157,7 +158,6 @@ def aggregate(
     file_time: dict[str, float] = {}
     by_dir: dict[str, Counter[str]] = {}
     dir_time: dict[str, float] = {}
-    timed: list[tuple[float, str, str]] = []
     groups: dict[str, list[TestResult]] = {}
     total_time = 0.0
     for result in results:
@@ -168,7 +168,6 @@ def aggregate(
         by_dir.setdefault(directory, Counter())[result.outcome] += 1
         dir_time[directory] = dir_time.get(directory, 0.0) + result.duration
         total_time += result.duration
-        timed.append((result.duration, result.nodeid, result.outcome))
         if result.outcome in FAILING and result.reason:
             groups.setdefault(cluster_key(result.reason), []).append(result)
     for error in collection_errors:
@@ -180,7 +179,7 @@ def aggregate(
             TestResult(error["nodeid"], "error", "collect", 0.0, error["reason"])
         )
     ran = counts["passed"] + counts["failed"] + counts["error"]
-    timed.sort(key=lambda item: (-item[0], item[1]))
+    timed = heapq.nsmallest(slowest, results, key=lambda result: (-result.duration, result.nodeid))
     for members in groups.values():
         members.sort(key=lambda member: member.nodeid)  # not the order xdist workers finish in
     ordered_groups = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
@@ -191,8 +190,8 @@ def aggregate(
         "by_file": _grouped(by_file, file_time),
         "by_dir": _grouped(by_dir, dir_time),
         "slowest": [
-            {"nodeid": nodeid, "duration_s": round(duration, 4), "outcome": outcome}
-            for duration, nodeid, outcome in timed[:slowest]
+            {"nodeid": r.nodeid, "duration_s": round(r.duration, 4), "outcome": r.outcome}
+            for r in timed
         ],
         "clusters": [
             {

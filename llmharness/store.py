@@ -18,7 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import filelock
 __all__ = [
     "INDEX_FILE",
     "SCHEMA",
+    "IndexBroken",
     "Known",
     "Store",
     "StoreError",
@@ -49,6 +50,14 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 class StoreError(Exception):
     """The store cannot serve a request; the message says which file or run and why."""
+
+
+class IndexBroken(StoreError):
+    """index.json turned out broken partway through a pass over its entries."""
+
+
+class _IndexBroken(Exception):
+    """Inside the store: the line-by-line reader met something it does not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,22 @@ def _known(entry: Any, shared: dict[Any, Any]) -> Known | None:
         return Known(str(outcome), run_id, agent, float(when), float(duration))
     except (TypeError, ValueError):
         return None
+
+
+def _laid_out_in_lines(path: Path) -> bool:
+    """Whether the file starts and ends as save_index writes it (checked without reading it)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.readline() != _INDEX_HEAD.encode():
+                return False
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size < len(_INDEX_HEAD) + len(_INDEX_TAIL):
+                return False
+            handle.seek(size - len(_INDEX_TAIL))
+            return handle.read() == _INDEX_TAIL.encode()
+    except OSError:
+        return False
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -250,68 +275,89 @@ class Store:
 
     # -- the last-known-outcome index --------------------------------------------------
     def load_index(self) -> dict[str, Known]:
+        """The whole index in memory (see `index_entries` for a pass that need not hold it)."""
         path = self.root / INDEX_FILE
+        if _laid_out_in_lines(path):
+            with contextlib.suppress(_IndexBroken):
+                return dict(self._entries_by_lines(path))
+        data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
+        if data is None:
+            return {}
+        tests: dict[str, Any] = data.pop("tests")
         shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
-        counted = self._index_by_lines(path, shared)
-        if counted is None:  # not in the layout save_index writes: parse it whole
-            data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
-            if data is None:
-                return {}
-            tests: dict[str, Any] = data.pop("tests")
-            index: dict[str, Known] = {}
-            total = len(tests)
-            for nodeid in list(tests):
-                known = _known(tests.pop(nodeid), shared)  # free each entry as it is read
-                if known is not None:
-                    index[nodeid] = known
-        else:
-            index, total = counted
-        dropped = total - len(index)
-        if dropped:
-            self.set_aside(path, f"{dropped} malformed entries")
+        index: dict[str, Known] = {}
+        total = len(tests)
+        for nodeid in list(tests):
+            known = _known(tests.pop(nodeid), shared)  # free each entry as it is read
+            if known is not None:
+                index[nodeid] = known
+        if total > len(index):
+            self.set_aside(path, f"{total - len(index)} malformed entries")
         return index
 
-    @staticmethod
-    def _index_by_lines(path: Path, shared: dict[Any, Any]) -> tuple[dict[str, Known], int] | None:
-        """(index, entries read) from the file read line by line, as save_index writes it, so
-        a large index is never in memory twice; None when it is missing, unreadable or laid
-        out otherwise (then read_json decides, and reports)."""
-        index: dict[str, Known] = {}
-        total = 0
+    def index_entries(self) -> Iterator[tuple[str, Known]]:
+        """The index's entries one at a time, for a pass that never holds it whole.
+
+        The layout save_index writes is read line by line. Any other layout, and a missing
+        file, go through load_index. Raises IndexBroken when the file turns out to be broken
+        partway: the entries given so far are then not to be trusted, and load_index (which
+        reports the file and sets it aside) is the way on.
+        """
+        path = self.root / INDEX_FILE
+        if _laid_out_in_lines(path):
+            try:
+                yield from self._entries_by_lines(path)
+            except _IndexBroken as exc:
+                raise IndexBroken(str(exc)) from None
+        else:
+            yield from self.load_index().items()
+
+    def _entries_by_lines(self, path: Path) -> Iterator[tuple[str, Known]]:
+        """Entries of a file in save_index's layout; malformed ones are skipped, and the file
+        set aside once read to its end. Raises _IndexBroken if it is not that layout after all
+        (a line that is not one entry, or no closing line)."""
+        shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
+        dropped = 0
         try:
             with open(path, encoding="utf-8", errors="surrogatepass") as handle:
-                if handle.readline() != _INDEX_HEAD:
-                    return None
+                handle.readline()
                 for line in handle:
                     if line == _INDEX_TAIL:
-                        return (index, total) if handle.read() == "" else None
+                        break
                     if line == "\n":
                         continue
                     pair = json.loads("{" + line.rstrip("\n").rstrip(",") + "}")
                     if not isinstance(pair, dict) or len(pair) != 1:
-                        return None
+                        raise _IndexBroken(f"{path}: not one entry a line")
                     for nodeid, entry in pair.items():
-                        total += 1
                         known = _known(entry, shared)
-                        if known is not None:
-                            index[nodeid] = known
-        except (OSError, ValueError):
-            return None
-        return None  # no closing line: truncated
+                        if known is None:
+                            dropped += 1
+                        else:
+                            yield nodeid, known
+                else:
+                    raise _IndexBroken(f"{path}: no closing line")
+                if handle.read() != "":
+                    raise _IndexBroken(f"{path}: text after the closing line")
+        except (OSError, ValueError) as exc:
+            raise _IndexBroken(f"{path}: {exc}") from None
+        if dropped:
+            self.set_aside(path, f"{dropped} malformed entries")
 
-    def save_index(self, index: dict[str, Known]) -> bool:
-        """Write the index as one JSON object, an entry a line, streamed to disk."""
+    def save_index(self, entries: Mapping[str, Known] | Iterable[tuple[str, Known]]) -> bool:
+        """Write the index (a mapping, or its entries as they come) as one JSON object, an
+        entry a line, streamed to disk: a rewrite need not hold the index in memory."""
+        pairs = iter(entries.items() if isinstance(entries, Mapping) else entries)
 
         def chunks() -> Iterator[bytes]:
             yield _INDEX_HEAD.encode()
-            items = iter(index.items())
             first = True
             while True:
                 batch = [
                     json.dumps(nodeid, ensure_ascii=False)
                     + ":"
                     + json.dumps(known.to_list(), ensure_ascii=False, separators=(",", ":"))
-                    for nodeid, known in itertools.islice(items, 2_000)
+                    for nodeid, known in itertools.islice(pairs, 500)
                 ]
                 if not batch:
                     break

@@ -150,7 +150,16 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, list[str], str]:
 
 
 # -- a corrupt index.json ----------------------------------------------------------------
-INDEX_KINDS = [*KINDS, "bad-entries"]
+INDEX_KINDS = [*KINDS, "bad-entries", "broken-line", "bad-line-entry"]
+
+
+def _break_a_line(good: bytes, line: bytes) -> bytes:
+    """index.json with its middle entry line replaced: it still starts and ends as written,
+    so the break is only found partway through a streamed pass."""
+    lines = good.splitlines(keepends=True)
+    assert len(lines) > 4, "expected an entry a line"
+    lines[len(lines) // 2] = line
+    return b"".join(lines)
 
 
 @pytest.mark.parametrize("kind", INDEX_KINDS)
@@ -166,6 +175,11 @@ def test_corrupt_index_is_set_aside_reported_and_healed(
         # Well-formed JSON whose every entry is unusable: silently dropping them would turn
         # each known test into a "new" one, so a new failure would escape `--check`.
         bad = json.dumps({"schema": 1, "tests": {nodeid: "passed" for nodeid in NODEIDS}}).encode()
+    elif kind == "broken-line":
+        bad = _break_a_line((store / "index.json").read_bytes(), b"not json at all,\n")
+    elif kind == "bad-line-entry":
+        # Valid JSON, one entry of the wrong shape: it is dropped, the others are kept.
+        bad = _break_a_line((store / "index.json").read_bytes(), b'"test_a.py::gone":"passed",\n')
     else:
         bad = _bad(
             kind,

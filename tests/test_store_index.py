@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llmharness.store import Known, Store
+import pytest
+
+from llmharness.store import IndexBroken, Known, Store
 
 
 def _index(count: int) -> dict[str, Known]:
@@ -44,3 +46,29 @@ def test_index_cut_at_a_line_boundary_is_set_aside(tmp_path: Path) -> None:
     assert store.load_index() == {}
     assert len(warnings) == 1 and "index.json" in warnings[0]
     assert len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
+
+
+def test_entries_stream_back_what_was_saved_from_a_stream(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.ensure()
+    index = _index(4_999)
+    assert store.save_index(pair for pair in index.items())  # a generator, not a mapping
+    assert dict(store.index_entries()) == index == store.load_index()
+
+
+def test_a_line_broken_partway_stops_the_stream(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    store = Store(tmp_path, on_warning=warnings.append)
+    store.ensure()
+    assert store.save_index(_index(100))
+    path = tmp_path / "index.json"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[50] = b"torn,\n"
+    path.write_bytes(b"".join(lines))
+    entries = store.index_entries()
+    with pytest.raises(IndexBroken):
+        for _ in entries:
+            pass
+    assert path.exists() and not warnings  # the stream leaves reporting to load_index
+    assert store.load_index() == {}
+    assert len(warnings) == 1 and len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
