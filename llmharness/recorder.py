@@ -24,7 +24,14 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -197,12 +204,26 @@ class Results(Mapping[str, TestResult]):
     def __contains__(self, nodeid: object) -> bool:
         return nodeid in self._passed or nodeid in self._other
 
+    def values(self) -> ValuesView[TestResult]:
+        return _ResultValues(self)
+
     def __iter__(self) -> Iterator[str]:
         yield from self._passed
         yield from self._other
 
     def __len__(self) -> int:
         return len(self._passed) + len(self._other)
+
+
+class _ResultValues(ValuesView[TestResult]):
+    """Results' values, without a lookup per test."""
+
+    _mapping: Results
+
+    def __iter__(self) -> Iterator[TestResult]:
+        for nodeid, duration in self._mapping._passed.items():
+            yield TestResult(nodeid, "passed", "call", duration)
+        yield from self._mapping._other.values()
 
 
 class RunRecorder:
@@ -296,7 +317,7 @@ class RunRecorder:
         self._line_file._handle = self._log_file
         try:
             for result in self.results.values():
-                self._results_file.write(json.dumps(result.to_json()) + "\n")
+                self._results_file.write(result.to_json_line() + "\n")
             self._results_file.flush()
             self._log_file.write(f"START run={self.run_id} pid={os.getpid()} rewritten=true\n")
             self._log_file.writelines(line + "\n" for line in self.error_lines)
@@ -409,7 +430,7 @@ class RunRecorder:
         self.results.add(result)
         if self._writable:
             with contextlib.suppress(OSError, ValueError):
-                self._results_file.write(json.dumps(result.to_json()) + "\n")
+                self._results_file.write(result.to_json_line() + "\n")
                 self._results_file.flush()
         if self.on_result is not None:
             self.on_result(result)

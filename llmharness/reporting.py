@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import re
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+#: A str as a JSON string, ASCII-escaped as json.dumps writes it by default.
+json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def json_number(value: float) -> str:
+    """A float as json.dumps writes it (`NaN` and `Infinity` for the non-finite)."""
+    return repr(value) if math.isfinite(value) else json.dumps(value)
+
+
 @dataclass(frozen=True, slots=True)
 class TestResult:
     """One test's single, combined outcome in a run (setup, call and teardown together)."""
@@ -54,6 +64,18 @@ class TestResult:
     duration: float
     reason: str | None = None
     failure_file: str | None = None
+
+    def to_json_line(self) -> str:
+        """`json.dumps(self.to_json())`, written directly: this runs once per test."""
+        line = (
+            f'{{"nodeid": {json_str(self.nodeid)}, "outcome": {json_str(self.outcome)}, '
+            f'"phase": {json_str(self.phase)}, "duration": {json_number(round(self.duration, 6))}'
+        )
+        if self.reason is not None:
+            line += f', "reason": {json_str(self.reason)}'
+        if self.failure_file is not None:
+            line += f', "failure_file": {json_str(self.failure_file)}'
+        return line + "}"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -140,12 +162,6 @@ def format_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) or "no tests ran"
 
 
-def _split_path(nodeid: str) -> tuple[str, str]:
-    path = nodeid.split("::", 1)[0]
-    directory = path.rsplit("/", 1)[0] if "/" in path else "."
-    return path, directory
-
-
 def aggregate(
     results: Collection[TestResult],
     collection_errors: Sequence[Mapping[str, str]] = (),
@@ -153,31 +169,37 @@ def aggregate(
     clusters: int = 20,
 ) -> dict[str, Any]:
     """Pre-computed statistics of a run: counts, pass rate, per file/dir, slowest, clusters."""
-    counts: Counter[str] = Counter()
     by_file: dict[str, Counter[str]] = {}
     file_time: dict[str, float] = {}
-    by_dir: dict[str, Counter[str]] = {}
-    dir_time: dict[str, float] = {}
     groups: dict[str, list[TestResult]] = {}
-    total_time = 0.0
-    for result in results:
-        counts[result.outcome] += 1
-        path, directory = _split_path(result.nodeid)
-        by_file.setdefault(path, Counter())[result.outcome] += 1
-        file_time[path] = file_time.get(path, 0.0) + result.duration
-        by_dir.setdefault(directory, Counter())[result.outcome] += 1
-        dir_time[directory] = dir_time.get(directory, 0.0) + result.duration
-        total_time += result.duration
+
+    def file_counter(path: str) -> Counter[str]:
+        counter = by_file.get(path)
+        if counter is None:
+            counter = by_file[path] = Counter()
+            file_time[path] = 0.0
+        return counter
+
+    for result in results:  # once per test: the rest works per file
+        path = result.nodeid.split("::", 1)[0]
+        file_counter(path)[result.outcome] += 1
+        file_time[path] += result.duration
         if result.outcome in FAILING and result.reason:
             groups.setdefault(cluster_key(result.reason), []).append(result)
     for error in collection_errors:
-        counts["error"] += 1
-        path, directory = _split_path(error["nodeid"])
-        by_file.setdefault(path, Counter())["error"] += 1
-        by_dir.setdefault(directory, Counter())["error"] += 1
+        file_counter(error["nodeid"].split("::", 1)[0])["error"] += 1
         groups.setdefault(cluster_key(error["reason"]), []).append(
             TestResult(error["nodeid"], "error", "collect", 0.0, error["reason"])
         )
+    counts: Counter[str] = Counter()
+    by_dir: dict[str, Counter[str]] = {}
+    dir_time: dict[str, float] = {}
+    for path, counter in by_file.items():
+        directory = path.rsplit("/", 1)[0] if "/" in path else "."
+        counts.update(counter)
+        by_dir.setdefault(directory, Counter()).update(counter)
+        dir_time[directory] = dir_time.get(directory, 0.0) + file_time[path]
+    total_time = sum(file_time.values())
     ran = counts["passed"] + counts["failed"] + counts["error"]
     timed = heapq.nsmallest(slowest, results, key=lambda result: (-result.duration, result.nodeid))
     for members in groups.values():

@@ -25,6 +25,8 @@ from typing import Any
 
 import filelock
 
+from llmharness.reporting import json_number
+
 __all__ = [
     "INDEX_FILE",
     "SCHEMA",
@@ -45,6 +47,8 @@ _INDEX_HEAD = f'{{"schema":{SCHEMA},"tests":{{\n'
 _INDEX_TAIL = "}}\n"
 LOCK_TIMEOUT_S = 60.0
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}-[0-9a-f]{6}$")
+#: A str as a JSON string, non-ASCII kept (json.dumps with ensure_ascii=False).
+json_text: Callable[[str], str] = json.encoder.encode_basestring
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -321,24 +325,30 @@ class Store:
         try:
             with open(path, encoding="utf-8", errors="surrogatepass") as handle:
                 handle.readline()
-                for line in handle:
-                    if line == _INDEX_TAIL:
-                        break
-                    if line == "\n":
+                lines = iter(handle)
+                closed = False
+                while not closed:
+                    batch = list(itertools.islice(lines, 500))  # parsed as one: fewer calls
+                    if not batch:
+                        raise _IndexBroken(f"{path}: no closing line")
+                    if _INDEX_TAIL in batch:
+                        closed = True
+                        after = batch[batch.index(_INDEX_TAIL) + 1 :]
+                        batch = batch[: batch.index(_INDEX_TAIL)]
+                        if any(after) or handle.read() != "":
+                            raise _IndexBroken(f"{path}: text after the closing line")
+                    body = [line for line in batch if line != "\n"]
+                    if not body:
                         continue
-                    pair = json.loads("{" + line.rstrip("\n").rstrip(",") + "}")
-                    if not isinstance(pair, dict) or len(pair) != 1:
+                    pairs = json.loads("{" + "".join(body).rstrip("\n").rstrip(",") + "}")
+                    if not isinstance(pairs, dict) or len(pairs) != len(body):
                         raise _IndexBroken(f"{path}: not one entry a line")
-                    for nodeid, entry in pair.items():
+                    for nodeid, entry in pairs.items():
                         known = _known(entry, shared)
                         if known is None:
                             dropped += 1
                         else:
                             yield nodeid, known
-                else:
-                    raise _IndexBroken(f"{path}: no closing line")
-                if handle.read() != "":
-                    raise _IndexBroken(f"{path}: text after the closing line")
         except (OSError, ValueError) as exc:
             raise _IndexBroken(f"{path}: {exc}") from None
         if dropped:
@@ -349,16 +359,27 @@ class Store:
         entry a line, streamed to disk: a rewrite need not hold the index in memory."""
         pairs = iter(entries.items() if isinstance(entries, Mapping) else entries)
 
+        words: dict[str | None, str] = {None: "null"}  # outcomes, run ids, agents: a few
+
+        def word(text: str | None) -> str:
+            encoded = words.get(text)
+            if encoded is None:
+                encoded = words[text] = json_text(str(text))
+            return encoded
+
+        def line(nodeid: str, known: Known) -> str:
+            # json.dumps(nodeid) + ":" + json.dumps(known.to_list()), compact, written directly.
+            return (
+                f"{json_text(nodeid)}:[{word(known.outcome)},{word(known.run_id)},"
+                f"{word(known.agent_id)},{json_number(round(known.when, 3))},"
+                f"{json_number(known.duration)}]"
+            )
+
         def chunks() -> Iterator[bytes]:
             yield _INDEX_HEAD.encode()
             first = True
             while True:
-                batch = [
-                    json.dumps(nodeid, ensure_ascii=False)
-                    + ":"
-                    + json.dumps(known.to_list(), ensure_ascii=False, separators=(",", ":"))
-                    for nodeid, known in itertools.islice(pairs, 500)
-                ]
+                batch = [line(nodeid, known) for nodeid, known in itertools.islice(pairs, 500)]
                 if not batch:
                     break
                 text = ",\n".join(batch)
