@@ -35,13 +35,18 @@ def test_index_in_another_layout_is_still_read(tmp_path: Path) -> None:
     assert store.load_index() == {"a.py::t": Known("failed", "r9", "x", 3.0, 0.2)}
 
 
-def test_index_cut_at_a_line_boundary_is_set_aside(tmp_path: Path) -> None:
-    warnings: list[str] = []
+def _saved_lines(tmp_path: Path, warnings: list[str]) -> tuple[Store, list[bytes]]:
+    """A store holding a saved 101-entry index, and that file's lines."""
     store = Store(tmp_path, on_warning=warnings.append)
     store.ensure()
     assert store.save_index(_index(100))
+    return store, (tmp_path / "index.json").read_bytes().splitlines(keepends=True)
+
+
+def test_index_cut_at_a_line_boundary_is_set_aside(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    store, lines = _saved_lines(tmp_path, warnings)
     path = tmp_path / "index.json"
-    lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:50]))  # whole lines, but no closing line
     assert store.load_index() == {}
     assert len(warnings) == 1 and "index.json" in warnings[0]
@@ -58,11 +63,8 @@ def test_entries_stream_back_what_was_saved_from_a_stream(tmp_path: Path) -> Non
 
 def test_a_line_broken_partway_stops_the_stream(tmp_path: Path) -> None:
     warnings: list[str] = []
-    store = Store(tmp_path, on_warning=warnings.append)
-    store.ensure()
-    assert store.save_index(_index(100))
+    store, lines = _saved_lines(tmp_path, warnings)
     path = tmp_path / "index.json"
-    lines = path.read_bytes().splitlines(keepends=True)
     lines[50] = b"torn,\n"
     path.write_bytes(b"".join(lines))
     entries = store.index_entries()
