@@ -8,7 +8,7 @@ from typing import Any
 from llmharness.reporting import FAILING, TestResult
 from llmharness.store import Known
 
-__all__ = ["CATEGORIES", "PASSING", "DiffBuilder", "diff", "update_index"]
+__all__ = ["CATEGORIES", "PASSING", "DiffBuilder", "diff"]
 
 PASSING = frozenset({"passed", "xpassed"})
 NOT_RUN_ON_PURPOSE = frozenset({"skipped", "xfailed"})
@@ -100,19 +100,3 @@ def diff(
     for result in results:
         builder.compare(result, before.get(result.nodeid))
     return builder.result(run_id=run_id, against=against)
-
-
-def update_index(
-    index: dict[str, Known],
-    results: Iterable[TestResult],
-    *,
-    run_id: str,
-    agent_id: str | None,
-    when: float,
-    vanished: Iterable[str] = (),
-) -> None:
-    """Record this run's outcomes as the last known ones; forget tests that vanished."""
-    for result in results:
-        index[result.nodeid] = Known(result.outcome, run_id, agent_id, when, result.duration)
-    for nodeid in vanished:
-        index.pop(nodeid, None)

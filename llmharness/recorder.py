@@ -184,10 +184,10 @@ class Results(Mapping[str, TestResult]):
             self._other[nodeid] = result
 
     def __getitem__(self, nodeid: str) -> TestResult:
-        duration = self._passed.get(nodeid)
-        if duration is not None:
-            return TestResult(nodeid, "passed", "call", duration)
-        return self._other[nodeid]
+        result: TestResult | None = self.get(nodeid)
+        if result is None:
+            raise KeyError(nodeid)
+        return result
 
     def nodeids(self) -> set[str]:
         """The node ids as a set sized once (growing it one by one would take twice the room)."""
@@ -536,7 +536,7 @@ class RunRecorder:
         builder = diffing.DiffBuilder(failed_files)
         run_ids: set[str] = set()
         unmatched = results.nodeids()  # what is left once the index is read: new tests
-        gone = self._vanishing(failed_files) if status == "complete" else None
+        gone = self._vanishing(failed_files) if write and status == "complete" else None
 
         def merged() -> Iterator[tuple[str, Known]]:
             for nodeid, known in entries:

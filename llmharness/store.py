@@ -60,10 +60,6 @@ class IndexBroken(StoreError):
     """index.json turned out broken partway through a pass over its entries."""
 
 
-class _IndexBroken(Exception):
-    """Inside the store: the line-by-line reader met something it does not read."""
-
-
 @dataclass(frozen=True, slots=True)
 class Known:
     """A test's last known outcome: what it was, in which run, by which agent, when."""
@@ -282,7 +278,7 @@ class Store:
         """The whole index in memory (see `index_entries` for a pass that need not hold it)."""
         path = self.root / INDEX_FILE
         if _laid_out_in_lines(path):
-            with contextlib.suppress(_IndexBroken):
+            with contextlib.suppress(IndexBroken):  # read whole below, reported if broken
                 return dict(self._entries_by_lines(path))
         data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
         if data is None:
@@ -309,16 +305,13 @@ class Store:
         """
         path = self.root / INDEX_FILE
         if _laid_out_in_lines(path):
-            try:
-                yield from self._entries_by_lines(path)
-            except _IndexBroken as exc:
-                raise IndexBroken(str(exc)) from None
+            yield from self._entries_by_lines(path)
         else:
             yield from self.load_index().items()
 
     def _entries_by_lines(self, path: Path) -> Iterator[tuple[str, Known]]:
         """Entries of a file in save_index's layout; malformed ones are skipped, and the file
-        set aside once read to its end. Raises _IndexBroken if it is not that layout after all
+        set aside once read to its end. Raises IndexBroken if it is not that layout after all
         (a line that is not one entry, or no closing line)."""
         shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
         dropped = 0
@@ -330,19 +323,19 @@ class Store:
                 while not closed:
                     batch = list(itertools.islice(lines, 500))  # parsed as one: fewer calls
                     if not batch:
-                        raise _IndexBroken(f"{path}: no closing line")
+                        raise IndexBroken(f"{path}: no closing line")
                     if _INDEX_TAIL in batch:
                         closed = True
-                        after = batch[batch.index(_INDEX_TAIL) + 1 :]
-                        batch = batch[: batch.index(_INDEX_TAIL)]
+                        end = batch.index(_INDEX_TAIL)
+                        batch, after = batch[:end], batch[end + 1 :]
                         if any(after) or handle.read() != "":
-                            raise _IndexBroken(f"{path}: text after the closing line")
+                            raise IndexBroken(f"{path}: text after the closing line")
                     body = [line for line in batch if line != "\n"]
                     if not body:
                         continue
                     pairs = json.loads("{" + "".join(body).rstrip("\n").rstrip(",") + "}")
                     if not isinstance(pairs, dict) or len(pairs) != len(body):
-                        raise _IndexBroken(f"{path}: not one entry a line")
+                        raise IndexBroken(f"{path}: not one entry a line")
                     for nodeid, entry in pairs.items():
                         known = _known(entry, shared)
                         if known is None:
@@ -350,7 +343,7 @@ class Store:
                         else:
                             yield nodeid, known
         except (OSError, ValueError) as exc:
-            raise _IndexBroken(f"{path}: {exc}") from None
+            raise IndexBroken(f"{path}: {exc}") from None
         if dropped:
             self.set_aside(path, f"{dropped} malformed entries")
 
