@@ -24,6 +24,7 @@ from llmharness import collectcache, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
 from llmharness.recorder import RunRecorder
 from llmharness.store import Store, StoreError, new_run_id
+from llmharness.timeouts import TestTimeout
 
 __all__ = ["Harness", "WorkerSampler"]
 
@@ -70,7 +71,7 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "--test-timeout",
         "test_timeout",
-        {"metavar": "SECONDS", "help": "fail a single test that runs longer (via pytest-timeout)"},
+        {"metavar": "SECONDS", "help": "fail a single test that runs longer; the run goes on"},
     ),
     (
         "--compact",
@@ -123,16 +124,28 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(worker, "llmharness-worker")
             if worker.tracker is not None:
                 config.pluginmanager.register(worker.tracker, "llmharness-collection")
+            _arm_timeout(config, worker.plan.test_timeout)
         return
     settings = _settings(config)
-    if settings.test_timeout is not None and config.getoption("timeout", None) is None:
-        # pytest-timeout reads its option in its own pytest_configure, which runs after ours.
-        config.option.timeout = settings.test_timeout
+    _arm_timeout(config, settings.test_timeout)
     harness = Harness(config, settings)
     config.stash[HARNESS_KEY] = harness
     config.pluginmanager.register(harness, "llmharness-harness")
     if harness.tracker is not None:
         config.pluginmanager.register(harness.tracker, "llmharness-collection")
+
+
+def _arm_timeout(config: pytest.Config, seconds: float | None) -> None:
+    """Time each test, unless no timeout is set (then nothing runs per test for it)."""
+    if seconds is None:
+        return
+    if config.pluginmanager.has_plugin("timeout"):
+        # pytest-timeout is installed: it owns SIGALRM and the `timeout` markers, so it gets
+        # the timeout (it reads the option in its own pytest_configure, which runs after ours).
+        if config.getoption("timeout", None) is None:
+            config.option.timeout = seconds
+        return
+    config.pluginmanager.register(TestTimeout(seconds), "llmharness-timeout")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -155,6 +168,7 @@ class Plan:
     track_collection: bool = False  # note what each file's collection depends on
     skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
     wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
+    test_timeout: float | None = None
 
 
 def _sample(
@@ -500,6 +514,7 @@ class Harness:
             seed=self.seed,
             store_root=str(self.store_root),
             deadline=self.deadline,
+            test_timeout=settings.test_timeout,
         )
 
     def _print(self, line: str) -> None:

@@ -55,7 +55,8 @@ from llmharness.store import (
 __all__ = ["RunRecorder", "describe_failure"]
 
 _SEVERITY = {"skipped": 0, "xfailed": 1, "passed": 2, "xpassed": 3, "failed": 4, "error": 5}
-_TIMEOUT = re.compile(r"^Failed: Timeout \(>([0-9.]+)s\) from pytest-timeout")
+# llmharness's own timeout message, or pytest-timeout's when that plugin ran the timer.
+_TIMEOUT = re.compile(r"^Failed: Timeout \(>([0-9.e+]+)s\) from (?:llmharness|pytest-timeout)")
 _EXC_HEAD = re.compile(r"^[A-Za-z_][\w.]*(:|$)")
 _E_LINE = re.compile(r"^E\s+(\S.*)$")
 _WHERE_LINE = re.compile(r"^(\S[^:]*:\d+): in ")

@@ -6,6 +6,7 @@ Selection is checked on recorded durations and counts, never on wall-clock timin
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,19 +142,25 @@ def test_time_limit_stops_cleanly_and_unreached_tests_are_not_run(
     assert len(index["tests"]) == 60
 
 
-def test_hanging_test_times_out_as_one_error_line(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_hang="""
-        import time
-        def test_before():
-            pass
-        def test_hangs():
-            time.sleep(3600)
-        def test_after():
-            pass
-        """
-    )
-    result = pytester.runpytest_subprocess("--agent-id", "1", "--test-timeout", "1")
+_HANG = """
+import time
+def test_before():
+    pass
+def test_hangs():
+    time.sleep(3600)
+def test_after():
+    pass
+"""
+
+
+# pytest-timeout, installed with the dev extras, takes the timeout over when it is loaded;
+# `-p no:timeout` leaves it to llmharness's own timer, as where it is not installed.
+@pytest.mark.parametrize("timer", [["-p", "no:timeout"], []], ids=["own", "pytest-timeout"])
+def test_hanging_test_times_out_as_one_error_line(
+    pytester: pytest.Pytester, timer: list[str]
+) -> None:
+    pytester.makepyfile(test_hang=_HANG)
+    result = pytester.runpytest_subprocess("--agent-id", "1", "--test-timeout", "1", *timer)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert error_lines(pytester) == ["ERROR test_hang.py::test_hangs TIMEOUT after 1 s"]
     outcomes = {k: v["outcome"] for k, v in _results(pytester.path).items()}
@@ -163,6 +170,95 @@ def test_hanging_test_times_out_as_one_error_line(pytester: pytest.Pytester) -> 
         "test_hang.py::test_after": "passed",
     }
     result.stdout.fnmatch_lines(["ERROR test_hang.py::test_hangs TIMEOUT after 1 s"])
+    owner = "pytest-timeout" if not timer else "llmharness"
+    (failure,) = (pytester.path / ".llmharness/last/failures").iterdir()
+    text = failure.read_text()
+    assert re.search(rf"Failed: Timeout \(>1(\.0)?s\) from {owner}", text)
+    assert "time.sleep(3600)" in text  # the traceback shows where the test was
+
+
+def test_own_timeout_on_xdist_workers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_hang=_HANG)
+    result = pytester.runpytest_subprocess(
+        "--agent-id", "1", "--test-timeout", "1", "-p", "no:timeout", "-n", "2"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert error_lines(pytester) == ["ERROR test_hang.py::test_hangs TIMEOUT after 1 s"]
+    outcomes = {k: v["outcome"] for k, v in _results(pytester.path).items()}
+    assert sorted(outcomes.values()) == ["failed", "passed", "passed"]
+
+
+def test_timeout_without_signals_ends_the_worker(pytester: pytest.Pytester) -> None:
+    """Where no SIGALRM can interrupt a test (Windows), faulthandler ends the process: under
+    xdist the worker is replaced and the run goes on."""
+    pytester.makeconftest(
+        """
+        from llmharness.timeouts import TestTimeout
+        TestTimeout._signals_usable = staticmethod(lambda: False)  # as on Windows
+        """
+    )
+    pytester.makepyfile(test_hang=_HANG)
+    result = pytester.runpytest_subprocess(
+        "--agent-id", "1", "--test-timeout", "1", "-p", "no:timeout", "-n", "1"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outcomes = {k: v["outcome"] for k, v in _results(pytester.path).items()}
+    assert outcomes == {
+        "test_hang.py::test_before": "passed",
+        "test_hang.py::test_hangs": "failed",
+        "test_hang.py::test_after": "passed",
+    }
+    assert error_lines(pytester) == [
+        "ERROR test_hang.py::test_hangs worker 'gw0' crashed while running "
+        "'test_hang.py::test_hangs'"
+    ]
+
+
+def test_timeout_in_a_fixture_errors_and_teardown_still_runs(pytester: pytest.Pytester) -> None:
+    """The budget covers setup; a test whose setup used it up still has its fixtures torn
+    down, and the next test starts clean with a budget of its own."""
+    pytester.makepyfile(
+        test_fixture_hang="""
+        import time, pytest
+        @pytest.fixture
+        def slow_resource(tmp_path_factory):
+            marker = tmp_path_factory.getbasetemp() / "torn-down"
+            yield
+            marker.write_text("yes")
+        @pytest.fixture
+        def hangs(slow_resource):
+            time.sleep(3600)
+        def test_setup_hangs(hangs):
+            pass
+        def test_next(tmp_path_factory):
+            time.sleep(0.6)  # with the previous test's budget it would time out
+            assert (tmp_path_factory.getbasetemp() / "torn-down").read_text() == "yes"
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--agent-id", "1", "--test-timeout", "1", "-p", "no:timeout"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outcomes = {k: (v["outcome"], v["phase"]) for k, v in _results(pytester.path).items()}
+    assert outcomes == {
+        "test_fixture_hang.py::test_setup_hangs": ("error", "setup"),
+        "test_fixture_hang.py::test_next": ("passed", "call"),
+    }
+    assert error_lines(pytester) == [
+        "ERROR test_fixture_hang.py::test_setup_hangs TIMEOUT after 1 s"
+    ]
+
+
+def test_no_timeout_set_registers_no_timer(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plugins="""
+        def test_plugins(pytestconfig):
+            assert not pytestconfig.pluginmanager.has_plugin("llmharness-timeout")
+        """
+    )
+    quiet = ("--no-compact", "-p", "no:timeout")
+    pytester.runpytest(*quiet).assert_outcomes(passed=1)
+    pytester.runpytest(*quiet, "--test-timeout", "5").assert_outcomes(failed=1)
 
 
 def _progress_lines(result: pytest.RunResult) -> list[str]:
