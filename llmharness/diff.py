@@ -65,6 +65,16 @@ class DiffBuilder:
         elif old in PASSING and now in NOT_RUN_ON_PURPOSE:
             self.lists["newly_skipped"].append(_item(result, old, known))
 
+    def compare_pass(self, nodeid: str, duration: float, known: Known | None) -> None:
+        """compare() of a plain pass (outcome passed in the call), without its TestResult."""
+        if known is None:
+            self.new_tests += 1
+            return
+        self.compared += 1
+        if known.outcome in FAILING:
+            result = TestResult(nodeid, "passed", "call", duration)
+            self.lists["fixed"].append(_item(result, known.outcome, known))
+
     def result(self, *, run_id: str, against: str | None) -> dict[str, Any]:
         for items in self.lists.values():
             items.sort(key=lambda item: item["nodeid"])  # not the order tests or workers ran in

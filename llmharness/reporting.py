@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,20 @@ def json_number(value: float) -> str:
     return repr(value) if math.isfinite(value) else json.dumps(value)
 
 
+def json_duration(seconds: float) -> str:
+    """A duration to the microsecond as JSON: the number round(seconds, 6), written with six
+    decimals (which is cheaper than rounding and writing the shortest form)."""
+    return f"{seconds:.6f}" if math.isfinite(seconds) else json.dumps(seconds)
+
+
+def pass_json_line(nodeid: str, duration: float) -> str:
+    """TestResult(nodeid, "passed", "call", duration).to_json_line(), without the object."""
+    return (
+        f'{{"nodeid": {json_str(nodeid)}, "outcome": "passed", "phase": "call", '
+        f'"duration": {json_duration(duration)}}}'
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TestResult:
     """One test's single, combined outcome in a run (setup, call and teardown together)."""
@@ -69,7 +83,7 @@ class TestResult:
         """`json.dumps(self.to_json())`, written directly: this runs once per test."""
         line = (
             f'{{"nodeid": {json_str(self.nodeid)}, "outcome": {json_str(self.outcome)}, '
-            f'"phase": {json_str(self.phase)}, "duration": {json_number(round(self.duration, 6))}'
+            f'"phase": {json_str(self.phase)}, "duration": {json_duration(self.duration)}'
         )
         if self.reason is not None:
             line += f', "reason": {json_str(self.reason)}'
@@ -167,11 +181,25 @@ def aggregate(
     collection_errors: Sequence[Mapping[str, str]] = (),
     slowest: int = 10,
     clusters: int = 20,
+    *,
+    passes: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Pre-computed statistics of a run: counts, pass rate, per file/dir, slowest, clusters."""
+    """Pre-computed statistics of a run: counts, pass rate, per file/dir, slowest, clusters.
+
+    `passes` adds the plain passes (node id: duration) that `results` leaves out: most of a
+    run's tests, counted without building an object for each.
+    """
     by_file: dict[str, Counter[str]] = {}
     file_time: dict[str, float] = {}
     groups: dict[str, list[TestResult]] = {}
+    if passes:
+        passed_in: dict[str, int] = {}
+        for nodeid, duration in passes.items():
+            path = nodeid.split("::", 1)[0]
+            passed_in[path] = passed_in.get(path, 0) + 1
+            file_time[path] = file_time.get(path, 0.0) + duration
+        for path, count in passed_in.items():
+            by_file[path] = Counter(passed=count)
 
     def file_counter(path: str) -> Counter[str]:
         counter = by_file.get(path)
@@ -201,7 +229,7 @@ def aggregate(
         dir_time[directory] = dir_time.get(directory, 0.0) + file_time[path]
     total_time = sum(file_time.values())
     ran = counts["passed"] + counts["failed"] + counts["error"]
-    timed = heapq.nsmallest(slowest, results, key=lambda result: (-result.duration, result.nodeid))
+    timed = _slowest(results, passes or {}, slowest)
     for members in groups.values():
         members.sort(key=lambda member: member.nodeid)  # not the order xdist workers finish in
     ordered_groups = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
@@ -212,8 +240,8 @@ def aggregate(
         "by_file": _grouped(by_file, file_time),
         "by_dir": _grouped(by_dir, dir_time),
         "slowest": [
-            {"nodeid": r.nodeid, "duration_s": round(r.duration, 4), "outcome": r.outcome}
-            for r in timed
+            {"nodeid": nodeid, "duration_s": round(duration, 4), "outcome": outcome}
+            for nodeid, duration, outcome in timed
         ],
         "clusters": [
             {
@@ -225,6 +253,24 @@ def aggregate(
             for key, members in ordered_groups[:clusters]
         ],
     }
+
+
+def _slowest(
+    results: Iterable[TestResult], passes: Mapping[str, float], count: int
+) -> list[tuple[str, float, str]]:
+    """The `count` longest tests as (node id, duration, outcome), ties by node id."""
+    if count <= 0:
+        return []
+    timed = [
+        (r.nodeid, r.duration, r.outcome)
+        for r in heapq.nsmallest(count, results, key=lambda r: (-r.duration, r.nodeid))
+    ]
+    top = heapq.nlargest(count, passes.values())  # compares bare floats: no key per test
+    if top:
+        floor = top[-1]  # every pass that can be among the longest is at least this long
+        timed.extend((nodeid, d, "passed") for nodeid, d in passes.items() if d >= floor)
+    timed.sort(key=lambda item: (-item[1], item[0]))
+    return timed[:count]
 
 
 def _grouped(

@@ -16,15 +16,32 @@ texts = st.text(st.characters(codec=None, blacklist_categories=()), max_size=40)
 durations = st.floats(allow_nan=True, allow_infinity=True)
 
 
+def _same(read: object, expected: object) -> bool:
+    """Equal, NaN equal to NaN."""
+    if isinstance(read, float) and isinstance(expected, float):
+        return read == expected or (math.isnan(read) and math.isnan(expected))
+    if isinstance(read, dict) and isinstance(expected, dict):
+        return read.keys() == expected.keys() and all(_same(read[k], expected[k]) for k in read)
+    return read == expected
+
+
 @given(texts, st.sampled_from(["passed", "failed", "error"]), durations, st.none() | texts)
-def test_result_line_is_what_json_dumps_writes(
+def test_result_line_reads_back_as_its_json(
     nodeid: str, outcome: str, duration: float, reason: str | None
 ) -> None:
     for result in (
         reporting.TestResult(nodeid, outcome, "call", duration, reason, None),
         reporting.TestResult(nodeid, outcome, "setup", duration, reason, "failures/00001-x.txt"),
     ):
-        assert result.to_json_line() == json.dumps(result.to_json())
+        line = result.to_json_line()
+        assert "\n" not in line and line.isascii()
+        assert _same(json.loads(line), result.to_json())
+
+
+@given(texts, durations)
+def test_pass_line_is_the_result_line(nodeid: str, duration: float) -> None:
+    result = reporting.TestResult(nodeid, "passed", "call", duration)
+    assert reporting.pass_json_line(nodeid, duration) == result.to_json_line()
 
 
 @settings(max_examples=30, deadline=None)
@@ -49,6 +66,4 @@ def test_index_lines_read_back(
             known.agent_id,
             known.when,
         )
-        assert got.duration == known.duration or (
-            math.isnan(got.duration) and math.isnan(known.duration)
-        )
+        assert _same(got.duration, round(known.duration, 6))  # kept to the microsecond
