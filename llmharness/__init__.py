@@ -14,15 +14,17 @@ gives agent scripts the same records the `llmharness` command shows::
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
-from llmharness.records import (
-    Change,
-    NoRecordError,
-    Records,
-    Regressions,
-    RunInfo,
-    RunSummary,
-)
+if TYPE_CHECKING:
+    from llmharness.records import (
+        Change,
+        NoRecordError,
+        Records,
+        Regressions,
+        RunInfo,
+        RunSummary,
+    )
 
 __all__ = [
     "Change",
@@ -41,9 +43,23 @@ __version__ = "0.1.0"
 
 PathLike = str | os.PathLike[str]
 
+_RECORDS = frozenset({"Change", "NoRecordError", "Records", "Regressions", "RunInfo", "RunSummary"})
+
+
+def __getattr__(name: str) -> Any:
+    # pytest imports this package in every run, for its plugin: the records API, which the
+    # plugin does not need, is imported on first use.
+    if name in _RECORDS:
+        from llmharness import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module 'llmharness' has no attribute {name!r}")
+
 
 def summary(run: str | None = None, directory: PathLike | None = None) -> RunSummary:
     """The aggregates of a run (default: the latest finished run in the nearest store)."""
+    from llmharness.records import Records
+
     return Records(directory).summary(run)
 
 
@@ -51,9 +67,13 @@ def regressions(
     run: str | None = None, against: str | None = None, directory: PathLike | None = None
 ) -> Regressions:
     """A run's regression diff, against each test's last known outcome, a run or `baseline`."""
+    from llmharness.records import Records
+
     return Records(directory).regressions(run, against)
 
 
 def history(directory: PathLike | None = None) -> list[RunInfo]:
     """Every recorded run, oldest first."""
+    from llmharness.records import Records
+
     return Records(directory).history()

@@ -122,8 +122,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if plan is not None:
             worker = WorkerSampler(config, Plan(**plan))
             config.pluginmanager.register(worker, "llmharness-worker")
-            if worker.tracker is not None:
-                config.pluginmanager.register(worker.tracker, "llmharness-collection")
+            _register_collection(
+                config, worker.tracker, bool(worker.plan.wanted or worker.plan.skip_files)
+            )
+            if worker.plan.deadline is not None:
+                config.pluginmanager.register(TimeLimit(worker.plan.deadline), "llmharness-limit")
             _arm_timeout(config, worker.plan.test_timeout)
         return
     settings = _settings(config)
@@ -131,8 +134,22 @@ def pytest_configure(config: pytest.Config) -> None:
     harness = Harness(config, settings)
     config.stash[HARNESS_KEY] = harness
     config.pluginmanager.register(harness, "llmharness-harness")
-    if harness.tracker is not None:
-        config.pluginmanager.register(harness.tracker, "llmharness-collection")
+    _register_collection(config, harness.tracker, settings.fast)
+    if harness.deadline is not None:
+        limit = TimeLimit(harness.deadline, harness.stop_at_limit)
+        config.pluginmanager.register(limit, "llmharness-limit")
+
+
+def _register_collection(
+    config: pytest.Config, tracker: CollectionTracker | None, may_prune: bool
+) -> None:
+    """Track collection for the cache; prune it only where a plan can leave files out (then
+    the per-name hook runs for every function of every test module)."""
+    if tracker is None:
+        return
+    config.pluginmanager.register(tracker, "llmharness-collection")
+    if may_prune:
+        config.pluginmanager.register(CollectionPruner(tracker), "llmharness-pruner")
 
 
 def _arm_timeout(config: pytest.Config, seconds: float | None) -> None:
@@ -218,22 +235,6 @@ class CollectionTracker:
             self._plan = self._make_plan()
         return self._plan
 
-    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
-        skip = self.plan.skip
-        if not skip:
-            return None
-        rel = _relative(self.rootdir, collection_path)
-        if rel is not None and rel in skip:
-            self.skipped.add(rel)
-            return True
-        return None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str) -> Any:
-        if not self.plan.wanted or self.plan.keeps(collector.nodeid, name):
-            return None
-        return []  # no sampled test in it: build nothing (the tests count as deselected)
-
     @pytest.hookimpl(wrapper=True)
     def pytest_make_collect_report(
         self, collector: pytest.Collector
@@ -279,6 +280,47 @@ class CollectionTracker:
         return entries
 
 
+class CollectionPruner:
+    """Leaves out of collection what a tracker's plan says holds no sampled test."""
+
+    def __init__(self, tracker: CollectionTracker) -> None:
+        self.tracker = tracker
+
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        tracker = self.tracker
+        skip = tracker.plan.skip
+        if not skip:
+            return None
+        rel = _relative(tracker.rootdir, collection_path)
+        if rel is not None and rel in skip:
+            tracker.skipped.add(rel)
+            return True
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str) -> Any:
+        plan = self.tracker.plan
+        if not plan.wanted or plan.keeps(collector.nodeid, name):
+            return None
+        return []  # no sampled test in it: build nothing (the tests count as deselected)
+
+
+class TimeLimit:
+    """Starts no test past the deadline: registered only when a time limit is set."""
+
+    def __init__(self, deadline: float, on_reached: Callable[[], None] | None = None) -> None:
+        self.deadline = deadline
+        self.on_reached = on_reached
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self) -> bool | None:
+        if time.time() < self.deadline:
+            return None
+        if self.on_reached is not None:
+            self.on_reached()
+        return True  # past the limit: the test is not run and reports nothing
+
+
 class WorkerSampler:
     """On an xdist worker: apply the controller's plan, report the full collection back."""
 
@@ -302,12 +344,6 @@ class WorkerSampler:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.passed and "::" not in report.nodeid:
             self.files.add(report.nodeid)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self) -> bool | None:
-        if self.plan.deadline is not None and time.time() >= self.plan.deadline:
-            return True  # past the time limit: report nothing, the test counts as not run
-        return None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -336,15 +372,11 @@ class Progress:
     def __init__(self, interval: float, started: float) -> None:
         self.interval = interval
         self.started = started
-        self.last = started
+        self.due = started + interval  # time.monotonic() from which a line is due
 
-    def tick(
-        self, done: int, failed: int, left: Callable[[], tuple[int, float | None]]
-    ) -> str | None:
+    def line(self, done: int, failed: int, left: Callable[[], tuple[int, float | None]]) -> str:
         now = time.monotonic()
-        if now - self.last < self.interval:
-            return None
-        self.last = now
+        self.due = now + self.interval
         remaining, seconds = left()
         eta = f", ~{seconds:.0f}s left by recorded durations" if seconds is not None else ""
         return (
@@ -600,14 +632,8 @@ class Harness:
             return None
         return f"llmharness sample: {reporting.sample_text(self.recorder.sample_json())}"
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self) -> bool | None:
-        if self.deadline is not None and time.time() >= self.deadline:
-            self._stop_at_limit()
-            return True  # start no new test past the limit
-        return None
-
-    def _stop_at_limit(self) -> None:
+    def stop_at_limit(self) -> None:
+        """The time limit is reached: stop the session (and xdist's) before the next test."""
         if self.stopped_at_limit:
             return
         self.stopped_at_limit = True
@@ -619,16 +645,15 @@ class Harness:
             self.session.shouldstop = reason
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.recorder.test_report(report)
-        if report.when != "teardown":
-            return
+        if not self.recorder.test_report(report):
+            return  # the test is not over yet
         if self.deadline is not None and time.time() >= self.deadline:
-            self._stop_at_limit()
-        if self.compact:
+            self.stop_at_limit()
+        if self.compact and time.monotonic() >= self.progress.due:
             recorder = self.recorder
-            line = self.progress.tick(len(recorder.results), recorder.failing, self._expected_left)
-            if line is not None:
-                self._print(line)
+            self._print(
+                self.progress.line(len(recorder.results), recorder.failing, self._expected_left)
+            )
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

@@ -26,21 +26,19 @@ import re
 import time
 from collections.abc import (
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
-    MutableMapping,
     ValuesView,
 )
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import structlog
-
 from llmharness import diff as diffing
 from llmharness import reporting
-from llmharness.reporting import FAILING, TestResult
+from llmharness.reporting import FAILING, TestResult, pass_json_line
 from llmharness.sampling import Sample
 from llmharness.store import (
     SCHEMA,
@@ -121,13 +119,12 @@ def _bounded(text: str, limit: int) -> str:
     return head + _HEAD_TAIL_MARK.format(len(text) - len(head) - len(tail)) + tail
 
 
-def _render_log_line(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
-    """structlog renderer: `ERROR <nodeid> <reason>`, or `EVENT key=value ...` for the rest."""
-    name = str(event.pop("event"))
-    if name == "ERROR":
-        return reporting.error_line(event["nodeid"], event["reason"], event["limit"])
-    pairs = " ".join(f"{key}={_kv(value)}" for key, value in event.items())
-    return f"{name} {pairs}".rstrip()
+def _render_log_line(event: str, fields: Mapping[str, Any]) -> str:
+    """`ERROR <nodeid> <reason>`, or `EVENT key=value ...` for the other events."""
+    if event == "ERROR":
+        return reporting.error_line(fields["nodeid"], fields["reason"], fields["limit"])
+    pairs = " ".join(f"{key}={_kv(value)}" for key, value in fields.items())
+    return f"{event} {pairs}".rstrip()
 
 
 def _kv(value: Any) -> str:
@@ -135,18 +132,45 @@ def _kv(value: Any) -> str:
     return json.dumps(text) if (not text or " " in text or '"' in text) else text
 
 
-class _LineFile:
-    """structlog's logger: appends each rendered line and flushes, so a crash loses nothing."""
+class RunLog:
+    """log.txt: one line an event, appended and flushed at once, so a crash loses nothing.
+
+    `log.error("ERROR", nodeid=..., reason=..., limit=...)` writes `ERROR <nodeid> <reason>`;
+    any other event is written as `EVENT key=value ...`. (A few lines a run in a fixed form: a
+    logging library would cost every pytest process its import, some 40 ms.)
+    """
 
     def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
+        self.handle = handle
 
-    def msg(self, message: str) -> None:
+    def info(self, event: str, **fields: Any) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self._handle.write(message + "\n")
-            self._handle.flush()
+            self.handle.write(_render_log_line(event, fields) + "\n")
+            self.handle.flush()
 
-    info = warning = error = msg
+    warning = error = info
+
+
+class _Appender:
+    """A file that each write goes straight to, in one system call: no buffer to flush."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        written = os.write(self._fd, data)
+        while written < len(data):  # a short write: rare, but allowed to a regular file
+            data = data[written:]
+            written = os.write(self._fd, data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
 
 @dataclass(slots=True)
@@ -183,6 +207,20 @@ class Results(Mapping[str, TestResult]):
         else:
             self._passed.pop(nodeid, None)
             self._other[nodeid] = result
+
+    def passes(self) -> Mapping[str, float]:
+        """The plain passes, node id: duration (most of a run's tests, kept without objects)."""
+        return self._passed
+
+    def others(self) -> Collection[TestResult]:
+        """Every result that is not a plain pass."""
+        return self._other.values()
+
+    def add_pass(self, nodeid: str, duration: float) -> None:
+        """add() of a plain pass, without building its TestResult."""
+        if self._other:
+            self._other.pop(nodeid, None)
+        self._passed[nodeid] = duration
 
     def __getitem__(self, nodeid: str) -> TestResult:
         result: TestResult | None = self.get(nodeid)
@@ -263,19 +301,18 @@ class RunRecorder:
         # (files not imported, known tests not built) by a --fast run's collection plan
         self.uncollected = (0, 0)
         self.failing = 0  # tests failed or errored so far
-        self.on_result: Callable[[TestResult], None] | None = None
+        # Tests in flight: those with only passed phases so far keep just their duration.
+        self._set_up: dict[str, float] = {}
+        self._called: dict[str, float] = {}
         self._pending: dict[str, _Pending] = {}
         self._failure_seq = 0
         self.dir = store.run_dir(run_id)
-        self._results_file: IO[str] = io.StringIO()
+        self._results_file: _Appender | IO[str] = io.StringIO()
         self._log_file: IO[str] = io.StringIO()
         self._writable = False
         self.argv = list(argv)
         self._open(self.argv)
-        self._line_file = _LineFile(self._log_file)
-        self.log = structlog.wrap_logger(
-            self._line_file, processors=[_render_log_line], cache_logger_on_first_use=True
-        )
+        self.log = RunLog(self._log_file)
         self.log.info("START", run=run_id, agent=agent_id, seed=seed, pid=os.getpid())
 
     def _open(self, argv: Iterable[str]) -> None:
@@ -294,9 +331,7 @@ class RunRecorder:
                 "argv": list(argv),
             }
             self.store.write_json(self.dir / "meta.json", meta)
-            self._results_file = open(  # noqa: SIM115 - kept open for the whole run
-                self.dir / "results.jsonl", "a", encoding="utf-8", errors="surrogatepass"
-            )
+            self._results_file = _Appender(self.dir / "results.jsonl")
             self._log_file = open(  # noqa: SIM115
                 self.dir / "log.txt", "a", encoding="utf-8", errors="backslashreplace"
             )
@@ -315,7 +350,7 @@ class RunRecorder:
         self._open(self.argv)  # warns and leaves the record unwritable if it cannot
         if not self._writable:
             return
-        self._line_file._handle = self._log_file
+        self.log.handle = self._log_file
         try:
             for result in self.results.values():
                 self._results_file.write(result.to_json_line() + "\n")
@@ -352,14 +387,50 @@ class RunRecorder:
         reason = self._describe(longrepr)
         self._finish(nodeid, _Pending("skipped", "collect", skip_reason=reason))
 
-    def test_report(self, report: Any) -> None:
-        """Fold one of pytest's TestReports into its test's pending result."""
+    def test_report(self, report: Any) -> bool:
+        """Fold one of pytest's TestReports into its test's result; True once it is finished.
+
+        Most tests pass: their setup and call reports only add a duration to a dict, and the
+        teardown report writes the result. Anything else goes through a _Pending.
+        """
         nodeid: str = report.nodeid
+        when = report.when
+        duration = getattr(report, "duration", None)
+        if report.outcome == "passed" and type(duration) is float and nodeid not in self._pending:
+            if when == "setup" and nodeid not in self._set_up and nodeid not in self._called:
+                self._set_up[nodeid] = duration
+                return False
+            if when == "call":
+                if not hasattr(report, "wasxfail"):
+                    before = self._set_up.pop(nodeid, None)
+                    if before is not None:
+                        self._called[nodeid] = before + duration
+                        return False
+            elif when == "teardown":
+                before = self._called.pop(nodeid, None)
+                if before is not None:  # _finish for a test that passed in every phase
+                    duration += before
+                    self.results.add_pass(nodeid, duration)
+                    self._write_result(pass_json_line(nodeid, duration))
+                    return True
+        return self._slow_report(nodeid, when, report)
+
+    def _pending_of(self, nodeid: str) -> _Pending:
         pending = self._pending.get(nodeid)
         if pending is None:
             pending = self._pending[nodeid] = _Pending()
+            set_up = self._set_up.pop(nodeid, None)
+            if set_up is not None:
+                pending.duration = set_up
+            called = self._called.pop(nodeid, None)
+            if called is not None:
+                pending.duration = called
+                pending.outcome, pending.phase = "passed", "call"
+        return pending
+
+    def _slow_report(self, nodeid: str, when: str, report: Any) -> bool:
+        pending = self._pending_of(nodeid)
         pending.duration += float(getattr(report, "duration", 0.0) or 0.0)
-        when = report.when
         outcome = report.outcome
         wasxfail = hasattr(report, "wasxfail")
         if when == "call" or (when == "setup" and outcome != "passed"):
@@ -381,6 +452,7 @@ class RunRecorder:
                     pending.outcome, pending.phase = "error", "teardown"
                 self._keep_failure(pending, report, when)
             self._finish(nodeid, self._pending.pop(nodeid))
+            return True
         elif outcome == "failed":
             # xdist's report for a test whose worker died in it (when "???"): pytest counts it
             # as failed, and no teardown report follows.
@@ -388,6 +460,8 @@ class RunRecorder:
                 pending.outcome, pending.phase = "failed", "call"
             self._keep_failure(pending, report, "call")
             self._finish(nodeid, self._pending.pop(nodeid))
+            return True
+        return False
 
     def _keep_failure(self, pending: _Pending, report: Any, when: str) -> None:
         reason = self._describe(report.longrepr)
@@ -406,6 +480,9 @@ class RunRecorder:
 
     def flush_pending(self) -> None:
         """Finish tests whose teardown never reported (a crashed worker, an interrupt)."""
+        for nodeid in list(self._called):
+            self._pending_of(nodeid)
+        self._set_up.clear()  # set up but never run: not a result
         for nodeid in list(self._pending):
             pending = self._pending.pop(nodeid)
             if pending.outcome is not None:
@@ -429,12 +506,13 @@ class RunRecorder:
         if outcome in FAILING and nodeid not in self.results:
             self.failing += 1
         self.results.add(result)
+        self._write_result(result.to_json_line())
+
+    def _write_result(self, line: str) -> None:
+        # One unbuffered write a test: a killed run keeps every finished result.
         if self._writable:
             with contextlib.suppress(OSError, ValueError):
-                self._results_file.write(result.to_json_line() + "\n")
-                self._results_file.flush()
-        if self.on_result is not None:
-            self.on_result(result)
+                self._results_file.write(line + "\n")
 
     def _error(self, nodeid: str, reason: str, failure_file: str | None) -> None:
         limit = max(self.max_reason, len(reason))  # already cut: keep its marker whole
@@ -486,7 +564,9 @@ class RunRecorder:
             "duration_s": round(finished - self.started, 3),
             "agent_id": self.agent_id,
             "sample": self.sample_json(),
-            **reporting.aggregate(self.results.values(), self.collection_errors),
+            **reporting.aggregate(
+                self.results.others(), self.collection_errors, passes=self.results.passes()
+            ),
             "collection_errors": self.collection_errors,
             "not_reached": self.not_reached,
             "warnings": self.warning_count,
@@ -534,15 +614,23 @@ class RunRecorder:
         """One pass over the last-known index: the regression diff against it and, when
         `write`, the index rewritten with this run's outcomes (streamed, never held whole)."""
         results = self.results
+        passes = results.passes()
         builder = diffing.DiffBuilder(failed_files)
         run_ids: set[str] = set()
         unmatched = results.nodeids()  # what is left once the index is read: new tests
         gone = self._vanishing(failed_files) if write and status == "complete" else None
+        run_id, agent_id = self.run_id, self.agent_id
 
         def merged() -> Iterator[tuple[str, Known]]:
             for nodeid, known in entries:
                 builder.known(nodeid)
                 run_ids.add(known.run_id)
+                duration = passes.get(nodeid)
+                if duration is not None:  # most tests: no TestResult is built for them
+                    unmatched.discard(nodeid)
+                    builder.compare_pass(nodeid, duration, known)
+                    yield nodeid, Known("passed", run_id, agent_id, when, duration)
+                    continue
                 result = results.get(nodeid)
                 if result is not None:
                     unmatched.discard(nodeid)
@@ -550,10 +638,16 @@ class RunRecorder:
                     yield nodeid, self._known(result, when)
                 elif gone is None or not gone(nodeid):
                     yield nodeid, known
-            for nodeid, result in results.items() if unmatched else ():
+            if not unmatched:
+                return
+            for nodeid, duration in passes.items():
                 if nodeid in unmatched:
+                    builder.compare_pass(nodeid, duration, None)
+                    yield nodeid, Known("passed", run_id, agent_id, when, duration)
+            for result in results.others():
+                if result.nodeid in unmatched:
                     builder.compare(result, None)
-                    yield nodeid, self._known(result, when)
+                    yield result.nodeid, self._known(result, when)
 
         if write:
             self.store.save_index(merged())

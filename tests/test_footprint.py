@@ -1,0 +1,50 @@
+"""What the plugin costs every pytest process that loads it: the modules it imports and the
+hooks it runs per test when an option that needs them is off."""
+
+from __future__ import annotations
+
+import pytest
+
+# Checked in a fresh interpreter: pytester's in-process runs share this one's sys.modules.
+_MODULES = """
+import sys
+
+def test_modules():
+    loaded = set(sys.modules)
+    assert "llmharness.recorder" in loaded  # the plugin is on
+    # Not needed to record a run: the records API, YAML without a config file, and no
+    # logging library (structlog would bring asyncio, ssl and pickle).
+    assert not loaded & {"llmharness.records", "llmharness.cli", "yaml", "structlog", "asyncio"}
+"""
+
+
+def test_a_recorded_run_imports_only_what_it_needs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_modules=_MODULES)
+    result = pytester.runpytest_subprocess("--agent-id", "1", "-p", "no:hypothesispytest")
+    assert result.ret == 0, result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("options", "extra"),
+    [
+        ([], set()),
+        (["--time-limit", "600"], {"llmharness-limit"}),
+        (["--test-timeout", "600"], {"llmharness-timeout"}),
+        (["--fast-fraction", "100%"], {"llmharness-pruner"}),
+    ],
+    ids=["plain", "time-limit", "test-timeout", "fast"],
+)
+def test_per_test_hooks_only_for_the_options_that_need_them(
+    pytester: pytest.Pytester, options: list[str], extra: set[str]
+) -> None:
+    expected = sorted({"llmharness-harness", "llmharness-collection"} | extra)
+    pytester.makepyfile(
+        test_hooks=f"""
+        def test_hooks(pytestconfig):
+            names = pytestconfig.pluginmanager.list_name_plugin()
+            ours = sorted(name for name, _ in names if name.startswith("llmharness-"))
+            assert ours == {expected!r}, ours
+        """
+    )
+    result = pytester.runpytest("--no-compact", "-p", "no:timeout", *options)
+    result.assert_outcomes(passed=1)
