@@ -260,11 +260,12 @@ class CollectionTracker:
         """Known files this process skipped or collected only in part."""
         return self.skipped | (set(self.deps) & set(self.plan.wanted))
 
-    def entries(self, items: list[pytest.Item]) -> dict[str, Any]:
-        """Cache entries for the files collected cleanly and in full this run."""
+    def entries(self, items: list[pytest.Item], nodeids: list[str]) -> dict[str, Any]:
+        """Cache entries for the files collected cleanly and in full this run (`nodeids` are
+        the items' node ids, already taken)."""
         by_path: dict[Path, list[str]] = {}
-        for item in items:
-            by_path.setdefault(item.path, []).append(item.nodeid)
+        for item, nodeid in zip(items, nodeids, strict=True):
+            by_path.setdefault(item.path, []).append(nodeid)
         ids: dict[str, list[str]] = {}
         for path, nodeids in by_path.items():
             rel = _relative(self.rootdir, path)
@@ -352,7 +353,8 @@ class WorkerSampler:
         self.collected = [item.nodeid for item in items]
         cache = None
         if self.tracker is not None:
-            cache = {"entries": self.tracker.entries(items), "failed": sorted(self.tracker.failed)}
+            entries = self.tracker.entries(items, self.collected)
+            cache = {"entries": entries, "failed": sorted(self.tracker.failed)}
         yield
         sample = None
         if self.plan.fraction is not None or self.plan.budget_s is not None:
@@ -436,7 +438,8 @@ class Harness:
         self.stopped_at_limit = False
         self.internal_errors: list[str] = []
         self.distributed = False
-        self.selected: list[str] | None = None
+        self._selected: list[str] | None = None
+        self._selected_items: list[pytest.Item] | None = None  # node ids taken when needed
         self._durations: dict[str, float] | None = None
         self.tracker = (
             CollectionTracker(self.rootdir, self.collection_plan) if settings.fast_collect else None
@@ -619,7 +622,7 @@ class Harness:
         uncollected: list[str] = []
         if self.tracker is not None:
             uncollected = self._uncollected(self.tracker.touched(), collected)
-            self._save_collection(self.tracker.entries(items), self.tracker.failed)
+            self._save_collection(self.tracker.entries(items, collected), self.tracker.failed)
             self._release_collection()
         self.recorder.collected = collected + uncollected
         yield
@@ -657,11 +660,18 @@ class Harness:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        if self.selected is None:
-            self.selected = list(ids)
+        if self._selected is None:
+            self._selected = list(ids)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.selected = [item.nodeid for item in session.items]
+        self._selected_items = session.items
+
+    @property
+    def selected(self) -> list[str] | None:
+        """The node ids of the tests this run is to run, once collection is over."""
+        if self._selected is None and self._selected_items is not None:
+            self._selected = [item.nodeid for item in self._selected_items]
+        return self._selected
 
     def _expected_left(self) -> tuple[int, float | None]:
         """(tests not yet done, their expected seconds by recorded durations, if known)."""

@@ -62,9 +62,11 @@ def json_duration(seconds: float) -> str:
 
 def pass_json_line(nodeid: str, duration: float) -> str:
     """TestResult(nodeid, "passed", "call", duration).to_json_line(), without the object."""
+    if not -1e300 < duration < 1e300:  # NaN or infinite: not written by the format below
+        return TestResult(nodeid, "passed", "call", duration).to_json_line()
     return (
         f'{{"nodeid": {json_str(nodeid)}, "outcome": "passed", "phase": "call", '
-        f'"duration": {json_duration(duration)}}}'
+        f'"duration": {duration:.6f}}}'
     )
 
 
