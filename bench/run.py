@@ -293,6 +293,9 @@ class Result:
     min_s: float = 0.0
     peak_rss_mb: float = 0.0
     x_plain: float | None = None
+    # The ratio to plain pytest's run of the same round, round by round: runs close in time
+    # share the machine's drift, so their spread shows how far one ratio can be trusted.
+    x_plain_rounds: list[float] = field(default_factory=list)
     x_plain_rss: float | None = None
     x_full_record: float | None = None
     out_kb: float = 0.0
@@ -426,6 +429,11 @@ def bench_variants(
     full = by_name.get("llmh-full")
     for variant, result in zip(variants, results, strict=True):
         result.x_plain = ratio(result.median_s, plain.median_s)
+        result.x_plain_rounds = [
+            mine.wall_s / base.wall_s
+            for mine, base in zip(result.samples, plain.samples, strict=True)
+            if base.wall_s
+        ]
         result.x_plain_rss = ratio(result.peak_rss_mb, plain.peak_rss_mb)
         if variant.fast and full is not None:
             result.x_full_record = ratio(result.median_s, full.median_s)
@@ -624,21 +632,33 @@ def report(data: dict[str, Any], results: list[Result]) -> str:
         "all variants run with -q -p no:cacheprovider",
         "",
     ]
-    rows = [["variant", "median s", "min s", "x plain", "RSS MB", "x RSS", "x llmh-full", "out KB"]]
+    header = ["variant", "median s", "min s", "x plain", "by round (range)", "RSS MB", "x RSS"]
+    rows = [[*header, "x llmh-full", "out KB"]]
     for r in results:
+        rounds = r.x_plain_rounds
+        by_round = (
+            f"{statistics.median(rounds):.3f} ({min(rounds):.2f}-{max(rounds):.2f})"
+            if rounds
+            else "-"
+        )
         rows.append(
             [
                 r.name,
                 fmt(r.median_s),
                 fmt(r.min_s),
                 fmt(r.x_plain, ".3f"),
+                by_round,
                 fmt(r.peak_rss_mb, ".1f"),
                 fmt(r.x_plain_rss, ".3f"),
                 fmt(r.x_full_record, ".3f"),
                 fmt(r.out_kb, ".1f"),
             ]
         )
-    lines.append(table(rows, set(range(1, 8))))
+    lines.append(table(rows, set(range(1, 9))))
+    lines.append(
+        "(x plain: ratio of the medians; by round: the median and range of each round's ratio "
+        "to plain pytest's run in the same round)"
+    )
     lines.append("")
     lines.append("what each run printed last (and the store's own count where it has one):")
     for r in results:
