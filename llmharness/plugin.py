@@ -24,7 +24,6 @@ from llmharness import collectcache, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
 from llmharness.recorder import RunRecorder
 from llmharness.store import Store, StoreError, new_run_id
-from llmharness.timeouts import TestTimeout
 
 __all__ = ["Harness", "WorkerSampler"]
 
@@ -162,6 +161,8 @@ def _arm_timeout(config: pytest.Config, seconds: float | None) -> None:
         if config.getoption("timeout", None) is None:
             config.option.timeout = seconds
         return
+    from llmharness.timeouts import TestTimeout  # imported only by the runs that use it
+
     config.pluginmanager.register(TestTimeout(seconds), "llmharness-timeout")
 
 

@@ -12,9 +12,10 @@ import sys
 def test_modules():
     loaded = set(sys.modules)
     assert "llmharness.recorder" in loaded  # the plugin is on
-    # Not needed to record a run: the records API, YAML without a config file, and no
-    # logging library (structlog would bring asyncio, ssl and pickle).
-    assert not loaded & {"llmharness.records", "llmharness.cli", "yaml", "structlog", "asyncio"}
+    # Not needed to record a run: the records API, the CLI, the timer without --test-timeout,
+    # YAML without a config file, and no logging library (structlog brought asyncio and ssl).
+    unused = {"llmharness.records", "llmharness.cli", "llmharness.timeouts", "yaml"}
+    assert not loaded & (unused | {"structlog", "asyncio"})
 """
 
 
