@@ -30,7 +30,6 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
-    ValuesView,
 )
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,18 +194,16 @@ class Results(Mapping[str, TestResult]):
         self._other: dict[str, TestResult] = {}
 
     def add(self, result: TestResult) -> None:
-        nodeid = result.nodeid
         if (
             result.outcome == "passed"
             and result.phase == "call"
             and result.reason is None
             and result.failure_file is None
         ):
-            self._other.pop(nodeid, None)
-            self._passed[nodeid] = result.duration
+            self.add_pass(result.nodeid, result.duration)
         else:
-            self._passed.pop(nodeid, None)
-            self._other[nodeid] = result
+            self._passed.pop(result.nodeid, None)
+            self._other[result.nodeid] = result
 
     def passes(self) -> Mapping[str, float]:
         """The plain passes, node id: duration (most of a run's tests, kept without objects)."""
@@ -243,26 +240,12 @@ class Results(Mapping[str, TestResult]):
     def __contains__(self, nodeid: object) -> bool:
         return nodeid in self._passed or nodeid in self._other
 
-    def values(self) -> ValuesView[TestResult]:
-        return _ResultValues(self)
-
     def __iter__(self) -> Iterator[str]:
         yield from self._passed
         yield from self._other
 
     def __len__(self) -> int:
         return len(self._passed) + len(self._other)
-
-
-class _ResultValues(ValuesView[TestResult]):
-    """Results' values, without a lookup per test."""
-
-    _mapping: Results
-
-    def __iter__(self) -> Iterator[TestResult]:
-        for nodeid, duration in self._mapping._passed.items():
-            yield TestResult(nodeid, "passed", "call", duration)
-        yield from self._mapping._other.values()
 
 
 class RunRecorder:

@@ -84,6 +84,19 @@ def _known(entry: Any, shared: dict[Any, Any]) -> Known | None:
         return None
 
 
+def _encoded_once(encode: Callable[[Any], str]) -> Callable[[Any], str]:
+    """`encode`, remembering what it gave for each value."""
+    seen: dict[Any, str] = {}
+
+    def encoded(value: Any) -> str:
+        text = seen.get(value)
+        if text is None:
+            text = seen[value] = encode(value)
+        return text
+
+    return encoded
+
+
 def _laid_out_in_lines(path: Path) -> bool:
     """Whether the file starts and ends as save_index writes it (checked without reading it)."""
     try:
@@ -351,21 +364,9 @@ class Store:
         entry a line, streamed to disk: a rewrite need not hold the index in memory."""
         pairs = iter(entries.items() if isinstance(entries, Mapping) else entries)
 
-        words: dict[str | None, str] = {None: "null"}  # outcomes, run ids, agents: a few
-
-        def word(text: str | None) -> str:
-            encoded = words.get(text)
-            if encoded is None:
-                encoded = words[text] = json_text(str(text))
-            return encoded
-
-        times: dict[float, str] = {}  # one `when` a run: each is written once
-
-        def when(value: float) -> str:
-            encoded = times.get(value)
-            if encoded is None:
-                encoded = times[value] = json_number(round(value, 3))
-            return encoded
+        # Outcomes, run ids, agents and times (one a run) take a few values: each is encoded once.
+        word = _encoded_once(lambda text: "null" if text is None else json_text(str(text)))
+        when = _encoded_once(lambda value: json_number(round(value, 3)))
 
         def line(nodeid: str, known: Known) -> str:
             # json.dumps of `nodeid: [outcome, run_id, agent_id, when, duration]`, compact,

@@ -44,6 +44,7 @@ class TestTimeout:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.deadline = 0.0
+        self.signals = self._signals_usable()
 
     @staticmethod
     def _signals_usable() -> bool:
@@ -52,7 +53,7 @@ class TestTimeout:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         self.deadline = time.monotonic() + self.seconds
-        if self._signals_usable():
+        if self.signals:
             return (yield)
         # No signal can interrupt the test: a watchdog thread ends the process instead.
         faulthandler.dump_traceback_later(self.seconds, exit=True, file=sys.stderr)
@@ -62,7 +63,7 @@ class TestTimeout:
             faulthandler.cancel_dump_traceback_later()
 
     def _phase(self, teardown: bool = False) -> Generator[None, object, object]:
-        if not self._signals_usable():
+        if not self.signals:
             return (yield)
         left = self.deadline - time.monotonic()
         if left <= 0:

@@ -249,18 +249,6 @@ def test_timeout_in_a_fixture_errors_and_teardown_still_runs(pytester: pytest.Py
     ]
 
 
-def test_no_timeout_set_registers_no_timer(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_plugins="""
-        def test_plugins(pytestconfig):
-            assert not pytestconfig.pluginmanager.has_plugin("llmharness-timeout")
-        """
-    )
-    quiet = ("--no-compact", "-p", "no:timeout")
-    pytester.runpytest(*quiet).assert_outcomes(passed=1)
-    pytester.runpytest(*quiet, "--test-timeout", "5").assert_outcomes(failed=1)
-
-
 def _progress_lines(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.startswith("llmharness: progress")]
 
