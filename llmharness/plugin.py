@@ -448,6 +448,8 @@ class Harness:
         self._collection_cache: dict[str, Any] | None = None
         self._collection_plan: collectcache.CollectionPlan | None = None
         self._env_key: str | None = None
+        # (environment, changed entries, files that failed) for the cache, once collected
+        self._collection_update: tuple[str, dict[str, Any], set[str]] | None = None
 
     # -- the collection cache ----------------------------------------------------------
     def _cache(self) -> dict[str, Any]:
@@ -512,12 +514,21 @@ class Harness:
         self._collection_plan = collectcache.CollectionPlan()
 
     def _save_collection(self, entries: dict[str, Any], failed: Collection[str]) -> None:
+        """Keep what changed in the collection cache, to be written at the end of the run:
+        the store's lock is then never taken before the tests."""
         env = self._environment()
         cache = self._cache()
         known = cache["files"] if cache["env"] == env else {}
         fresh = {rel: e for rel, e in entries.items() if not _same_entry(known.get(rel), e)}
         if cache["env"] == env and not fresh and not any(rel in known for rel in failed):
             return
+        self._collection_update = (env, fresh, set(failed))
+
+    def _write_collection(self) -> None:
+        if self._collection_update is None:
+            return
+        env, fresh, failed = self._collection_update
+        self._collection_update = None
         try:
             with self.store.locked():
                 current = self.store.load_collection()
@@ -733,6 +744,7 @@ class Harness:
             recorder.notes.append(f"TIMEOUT {text}")
         for line in self.internal_errors:
             recorder.notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
+        self._write_collection()
         complete = status == "complete" and int(exitstatus) != _EXIT_NO_TESTS
         # Read before finish(): a warning about it must reach log.txt and summary.json.
         baseline = self.store.load_baseline() if complete else None

@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import filelock
-
 from llmharness.reporting import json_duration, json_number
 
 __all__ = [
@@ -203,7 +201,7 @@ class Store:
         self.readonly = readonly
         self.runs_dir = root / "runs"
         self._warn = on_warning or (lambda message: None)
-        self._lock = filelock.FileLock(str(root / "store.lock"), timeout=LOCK_TIMEOUT_S)
+        self._lock: Any = None  # a filelock.FileLock, made on first use
 
     # -- layout ------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -222,6 +220,12 @@ class Store:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store's lock; raise StoreError if another process holds it too long."""
+        # Imported here, never while tests run: its logger alone would cost every test, as
+        # pytest's log capture visits every logger in each phase.
+        import filelock
+
+        if self._lock is None:
+            self._lock = filelock.FileLock(str(self.root / "store.lock"), timeout=LOCK_TIMEOUT_S)
         try:
             self._lock.acquire()
         except filelock.Timeout:
