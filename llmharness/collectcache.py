@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import operator
 import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -116,11 +118,14 @@ _IMPORT = re.compile(
 )
 
 
+_names_import = operator.methodcaller("__contains__", "import")
+
+
 def _imported_names(source: str, package: str | None) -> set[str]:
     """Absolute names of the modules a source's import statements may refer to."""
     names: set[str] = set()
     # Only lines that name `import` are matched: a regex search of the whole text is slower.
-    matches = (_IMPORT.match(line) for line in source.splitlines() if "import" in line)
+    matches = map(_IMPORT.match, filter(_names_import, source.splitlines()))
     for match in matches:
         if match is None:
             continue
@@ -163,11 +168,10 @@ def local_dependencies(
     names = set(loaded)
     if module is not None:
         names |= _imported_names(source, getattr(module, "__package__", None))
-        for value in list(vars(module).values()):
-            if isinstance(value, ModuleType):
-                names.add(value.__name__)
-            else:
-                names.add(str(getattr(value, "__module__", None) or ""))
+        # By maps, not a step per global: a test module's globals are mostly its tests.
+        values = list(vars(module).values())
+        names.update(map(str, map(getattr, values, repeat("__module__"), repeat(""))))
+        names.update(value.__name__ for value in filter(ModuleType.__instancecheck__, values))
     found: set[str] = set()
     for name in names:
         rel = _local(rootdir, getattr(modules.get(name), "__file__", None))
