@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
+import math
+import operator
 import os
 import sys
 import time
@@ -133,6 +136,8 @@ def pytest_configure(config: pytest.Config) -> None:
     harness = Harness(config, settings)
     config.stash[HARNESS_KEY] = harness
     config.pluginmanager.register(harness, "llmharness-harness")
+    # Its pytest_runtest_logreport folds each report (three a test) with no call in between.
+    config.pluginmanager.register(harness.recorder, "llmharness-recorder")
     _register_collection(config, harness.tracker, settings.fast)
     if harness.deadline is not None:
         limit = TimeLimit(harness.deadline, harness.stop_at_limit)
@@ -171,6 +176,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if harness is not None:
         harness.recorder.close()
         del config.stash[HARNESS_KEY]
+        config.pluginmanager.unregister(harness.recorder)
         config.pluginmanager.unregister(harness)
 
 
@@ -209,6 +215,10 @@ def _sample(
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item.nodeid in keep]
     return sample
+
+
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 
 
 def _relative(rootdir: Path, path: Path) -> str | None:
@@ -261,17 +271,15 @@ class CollectionTracker:
         """Known files this process skipped or collected only in part."""
         return self.skipped | (set(self.deps) & set(self.plan.wanted))
 
-    def entries(self, items: list[pytest.Item], nodeids: list[str]) -> dict[str, Any]:
-        """Cache entries for the files collected cleanly and in full this run (`nodeids` are
-        the items' node ids, already taken)."""
-        by_path: dict[Path, list[str]] = {}
-        for item, nodeid in zip(items, nodeids, strict=True):
-            by_path.setdefault(item.path, []).append(nodeid)
+    def entries(self, nodeids: list[str]) -> dict[str, Any]:
+        """Cache entries for the files collected cleanly and in full this run, given the node
+        ids of all the items collected."""
+        # A tracked file's node id is its path from the rootdir (see pytest_make_collect_report):
+        # its items' ids start with it. Grouped by maps and per run of one file's items.
+        paths = map(_first, map(str.partition, nodeids, itertools.repeat("::")))
         ids: dict[str, list[str]] = {}
-        for path, nodeids in by_path.items():
-            rel = _relative(self.rootdir, path)
-            if rel is not None:
-                ids.setdefault(rel, []).extend(nodeids)
+        for rel, run in itertools.groupby(zip(paths, nodeids, strict=True), key=_first):
+            ids.setdefault(rel, []).extend(map(_second, run))
         entries = {}
         for rel, deps in self.deps.items():
             if rel in self.failed or rel in self.plan.wanted:
@@ -354,7 +362,7 @@ class WorkerSampler:
         self.collected = [item.nodeid for item in items]
         cache = None
         if self.tracker is not None:
-            entries = self.tracker.entries(items, self.collected)
+            entries = self.tracker.entries(self.collected)
             cache = {"entries": entries, "failed": sorted(self.tracker.failed)}
         yield
         sample = None
@@ -438,6 +446,8 @@ class Harness:
         self.summary: dict[str, Any] | None = None
         self.stopped_at_limit = False
         self.internal_errors: list[str] = []
+        self.recorder.on_due = self._due
+        self._set_due()
         self.distributed = False
         self._selected: list[str] | None = None
         self._selected_items: list[pytest.Item] | None = None  # node ids taken when needed
@@ -634,7 +644,7 @@ class Harness:
         uncollected: list[str] = []
         if self.tracker is not None:
             uncollected = self._uncollected(self.tracker.touched(), collected)
-            self._save_collection(self.tracker.entries(items, collected), self.tracker.failed)
+            self._save_collection(self.tracker.entries(collected), self.tracker.failed)
             self._release_collection()
         self.recorder.collected = collected + uncollected
         yield
@@ -659,9 +669,8 @@ class Harness:
         if self.session is not None:
             self.session.shouldstop = reason
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.recorder.test_report(report):
-            return  # the test is not over yet
+    def _due(self) -> None:
+        """A test finished at or after recorder.due: the time limit, or a progress line."""
         if self.deadline is not None and time.time() >= self.deadline:
             self.stop_at_limit()
         if self.compact and time.monotonic() >= self.progress.due:
@@ -669,6 +678,14 @@ class Harness:
             self._print(
                 self.progress.line(len(recorder.results), recorder.failing, self._expected_left)
             )
+        self._set_due()
+
+    def _set_due(self) -> None:
+        """When a finished test is next to call _due (time.monotonic(), infinite if never)."""
+        due = self.progress.due if self.compact else math.inf
+        if self.deadline is not None and not self.stopped_at_limit:
+            due = min(due, time.monotonic() + self.deadline - time.time())
+        self.recorder.due = due
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

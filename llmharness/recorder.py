@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import io
+import itertools
 import json
+import math
+import operator
 import os
 import re
 import time
@@ -41,10 +45,13 @@ from llmharness.reporting import FAILING, TestResult, pass_json_line
 from llmharness.sampling import Sample
 from llmharness.store import (
     SCHEMA,
+    IndexBatch,
     IndexBroken,
     Known,
     Store,
     StoreError,
+    batched,
+    new_known,
     safe_name,
     unfinished_before,
 )
@@ -57,6 +64,8 @@ _TIMEOUT = re.compile(r"^Failed: Timeout \(>([0-9.e+]+)s\) from (?:llmharness|py
 _EXC_HEAD = re.compile(r"^[A-Za-z_][\w.]*(:|$)")
 _E_LINE = re.compile(r"^E\s+(\S.*)$")
 _WHERE_LINE = re.compile(r"^(\S[^:]*:\d+): in ")
+_outcome_of = operator.itemgetter(0)  # of a Known
+_run_id_of = operator.itemgetter(1)
 _HEAD_TAIL_MARK = "\n…[{} characters cut here by llmharness]…\n"
 _MAX_TRACEBACK = 256 * 1024
 
@@ -248,6 +257,22 @@ class Results(Mapping[str, TestResult]):
         return len(self._passed) + len(self._other)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while, then as it was.
+
+    The end of a run allocates tuples for each test, all freed by reference counting. Left on,
+    the collector would meanwhile run full collections over every object of the session.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class RunRecorder:
     """Collects a run's results and writes its folder in the store."""
 
@@ -284,6 +309,10 @@ class RunRecorder:
         # (files not imported, known tests not built) by a --fast run's collection plan
         self.uncollected = (0, 0)
         self.failing = 0  # tests failed or errored so far
+        # A test that finishes at or after `due` (time.monotonic()) calls on_due: the plugin's
+        # progress lines and time limit, checked with no call per test.
+        self.due = math.inf
+        self.on_due: Callable[[], None] = lambda: None
         # Tests in flight: those with only passed phases so far keep just their duration.
         self._set_up: dict[str, float] = {}
         self._called: dict[str, float] = {}
@@ -395,8 +424,16 @@ class RunRecorder:
                     duration += before
                     self.results.add_pass(nodeid, duration)
                     self._write_result(pass_json_line(nodeid, duration))
+                    if time.monotonic() >= self.due:
+                        self.on_due()
                     return True
-        return self._slow_report(nodeid, when, report)
+        if not self._slow_report(nodeid, when, report):
+            return False
+        if time.monotonic() >= self.due:
+            self.on_due()
+        return True
+
+    pytest_runtest_logreport = test_report  # the plugin registers the recorder with pytest
 
     def _pending_of(self, nodeid: str) -> _Pending:
         pending = self._pending.get(nodeid)
@@ -536,6 +573,10 @@ class RunRecorder:
     # -- the end of the run ------------------------------------------------------------
     def finish(self, exitstatus: int, status: str, update_history: bool) -> dict[str, Any]:
         """Write summary.json, update the last-known index and the pointers; return the summary."""
+        with _collector_paused():
+            return self._finish_run(exitstatus, status, update_history)
+
+    def _finish_run(self, exitstatus: int, status: str, update_history: bool) -> dict[str, Any]:
         self.flush_pending()
         self._restore_dir()
         finished = time.time()
@@ -569,10 +610,10 @@ class RunRecorder:
             with self.store.locked():
                 try:
                     regressions = self._merge_index(
-                        self.store.index_entries(), failed_files, status, write, finished
+                        self.store.index_batches(), failed_files, status, write, finished
                     )
                 except IndexBroken:  # found broken partway: load_index reports and sets aside
-                    entries = iter(self.store.load_index().items())
+                    entries = batched(self.store.load_index().items())
                     regressions = self._merge_index(entries, failed_files, status, write, finished)
                 summary["regressions"] = regressions
                 if self._write_summary(summary):
@@ -590,7 +631,7 @@ class RunRecorder:
 
     def _merge_index(
         self,
-        entries: Iterator[tuple[str, Known]],
+        batches: Iterator[IndexBatch],
         failed_files: set[str],
         status: str,
         write: bool,
@@ -604,38 +645,49 @@ class RunRecorder:
         run_ids: set[str] = set()
         unmatched = results.nodeids()  # what is left once the index is read: new tests
         gone = self._vanishing(failed_files) if write and status == "complete" else None
-        run_id, agent_id = self.run_id, self.agent_id
+        passed_now = ("passed", self.run_id, self.agent_id, when)
 
-        def merged() -> Iterator[tuple[str, Known]]:
-            for nodeid, known in entries:
-                builder.known(nodeid)
-                run_ids.add(known.run_id)
-                duration = passes.get(nodeid)
-                if duration is not None:  # most tests: no TestResult is built for them
-                    unmatched.discard(nodeid)
-                    builder.compare_pass(nodeid, duration, known)
-                    yield nodeid, Known("passed", run_id, agent_id, when, duration)
+        def merged() -> Iterator[IndexBatch]:
+            for nodeids, knowns in batches:
+                run_ids.update(map(_run_id_of, knowns))
+                unmatched.difference_update(nodeids)
+                durations = list(map(passes.get, nodeids))
+                if None not in durations and FAILING.isdisjoint(map(_outcome_of, knowns)):
+                    # Most batches of a full run: tests that passed and were not failing
+                    # before. They are only counted, and their Knowns built by maps.
+                    builder.quiet_passes(nodeids)
+                    heads = itertools.repeat(passed_now)
+                    yield nodeids, list(map(new_known, map(operator.add, heads, zip(durations))))
                     continue
-                result = results.get(nodeid)
-                if result is not None:
-                    unmatched.discard(nodeid)
-                    builder.compare(result, known)
-                    yield nodeid, self._known(result, when)
-                elif gone is None or not gone(nodeid):
-                    yield nodeid, known
-            if not unmatched:
-                return
+                merged_ids, merged_knowns = [], []
+                for nodeid, known, duration in zip(nodeids, knowns, durations, strict=True):
+                    builder.known(nodeid)
+                    if duration is not None:  # a plain pass: no TestResult is built for it
+                        builder.compare_pass(nodeid, duration, known)
+                        known = new_known((*passed_now, duration))
+                    elif (result := results.get(nodeid)) is not None:
+                        builder.compare(result, known)
+                        known = self._known(result, when)
+                    elif gone is not None and gone(nodeid):
+                        continue
+                    merged_ids.append(nodeid)
+                    merged_knowns.append(known)
+                yield merged_ids, merged_knowns
+            if unmatched:
+                yield from batched(new_tests())
+
+        def new_tests() -> Iterator[tuple[str, Known]]:
             for nodeid, duration in passes.items():
                 if nodeid in unmatched:
                     builder.compare_pass(nodeid, duration, None)
-                    yield nodeid, Known("passed", run_id, agent_id, when, duration)
+                    yield nodeid, new_known((*passed_now, duration))
             for result in results.others():
                 if result.nodeid in unmatched:
                     builder.compare(result, None)
                     yield result.nodeid, self._known(result, when)
 
         if write:
-            self.store.save_index(merged())
+            self.store.save_index_batches(merged())
         else:
             collections.deque(merged(), maxlen=0)
         data = builder.result(run_id=self.run_id, against=self._last_complete(run_ids))

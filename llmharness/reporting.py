@@ -13,9 +13,12 @@ first line of its message and `(file:line)`, with control characters escaped (`\
 
 from __future__ import annotations
 
+import functools
 import heapq
+import itertools
 import json
 import math
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -178,6 +181,10 @@ def format_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) or "no tests ran"
 
 
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+
+
 def aggregate(
     results: Collection[TestResult],
     collection_errors: Sequence[Mapping[str, str]] = (),
@@ -195,13 +202,15 @@ def aggregate(
     file_time: dict[str, float] = {}
     groups: dict[str, list[TestResult]] = {}
     if passes:
-        passed_in: dict[str, int] = {}
-        for nodeid, duration in passes.items():
-            path = nodeid.split("::", 1)[0]
-            passed_in[path] = passed_in.get(path, 0) + 1
-            file_time[path] = file_time.get(path, 0.0) + duration
-        for path, count in passed_in.items():
+        # By maps and per run of tests of one file, not per test: most tests are plain passes.
+        paths = list(map(_first, map(str.partition, passes, itertools.repeat("::"))))
+        for path, count in Counter(paths).items():
             by_file[path] = Counter(passed=count)
+        runs = itertools.groupby(zip(paths, passes.values(), strict=True), key=_first)
+        for path, run in runs:  # durations added in order, as one at a time would be
+            file_time[path] = functools.reduce(
+                operator.add, map(_second, run), file_time.get(path, 0.0)
+            )
 
     def file_counter(path: str) -> Counter[str]:
         counter = by_file.get(path)
@@ -267,10 +276,11 @@ def _slowest(
         (r.nodeid, r.duration, r.outcome)
         for r in heapq.nsmallest(count, results, key=lambda r: (-r.duration, r.nodeid))
     ]
-    top = heapq.nlargest(count, passes.values())  # compares bare floats: no key per test
+    top = sorted(passes.values(), reverse=True)[:count]  # bare floats: no key per test
     if top:
         floor = top[-1]  # every pass that can be among the longest is at least this long
-        timed.extend((nodeid, d, "passed") for nodeid, d in passes.items() if d >= floor)
+        longest = itertools.compress(passes.items(), map(floor.__le__, passes.values()))
+        timed.extend((nodeid, d, "passed") for nodeid, d in longest)
     timed.sort(key=lambda item: (-item[1], item[0]))
     return timed[:count]
 

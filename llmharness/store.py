@@ -9,9 +9,12 @@ reported through `on_warning`; readers then carry on with the default.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
+import math
+import operator
 import os
 import re
 import secrets
@@ -20,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from llmharness.reporting import json_duration, json_number
 
@@ -71,28 +74,87 @@ class Known(NamedTuple):
     duration: float
 
 
-def _known(entry: Any, shared: dict[Any, Any]) -> Known | None:
+#: A Known from a tuple of its five fields, built without a Python call (Known._make is one).
+new_known: Callable[[tuple[Any, ...]], Known] = functools.partial(tuple.__new__, Known)
+#: Some of the index's entries, in order: their node ids and their Knowns.
+IndexBatch = tuple[list[str], list[Known]]
+_BATCH = 500  # entries parsed, merged and written together: fewer calls per entry
+_head = operator.itemgetter(slice(0, 4))  # (outcome, run id, agent, when) of an entry
+_duration = operator.itemgetter(4)
+
+
+class _Heads(dict[Any, tuple[str, str, Any, float]]):
+    """Each entry head (outcome, run id, agent, when) read, checked and converted once.
+
+    A run writes one head for all its tests, so a whole index holds a few: the Knowns read
+    share one copy of each run id and agent rather than one per test.
+    """
+
+    def __missing__(self, key: tuple[Any, ...]) -> tuple[str, str, Any, float]:
+        outcome, run_id, agent, when = key
+        head = self[key] = (str(outcome), str(run_id), agent, float(when))
+        return head
+
+
+def _known(entry: Any, heads: _Heads) -> Known | None:
     """An index entry `[outcome, run id, agent, when, duration]` as a Known, if well formed."""
     try:
         outcome, run_id, agent, when, duration = entry
-        run_id = shared.setdefault(str(run_id), str(run_id))
-        agent = shared.setdefault(agent, agent)
-        return Known(str(outcome), run_id, agent, float(when), float(duration))
-    except (TypeError, ValueError):
+        return new_known((*heads[outcome, run_id, agent, when], float(duration)))
+    except (TypeError, ValueError):  # not five values, unhashable ones, not numbers
         return None
 
 
-def _encoded_once(encode: Callable[[Any], str]) -> Callable[[Any], str]:
-    """`encode`, remembering what it gave for each value."""
-    seen: dict[Any, str] = {}
+def _knowns(entries: list[Any], heads: _Heads) -> list[Known | None]:
+    """The Knowns of some index entries, None for each malformed one.
 
-    def encoded(value: Any) -> str:
-        text = seen.get(value)
-        if text is None:
-            text = seen[value] = encode(value)
-        return text
+    A batch of lists of five values (what save_index writes) is converted by maps, without
+    a Python step per entry; a batch that turns out to hold a malformed entry, entry by entry.
+    """
+    if set(map(type, entries)) == {list} and set(map(len, entries)) == {5}:
+        try:
+            heads_of = map(heads.__getitem__, map(tuple, map(_head, entries)))
+            durations = zip(map(float, map(_duration, entries)))
+            return list(map(new_known, map(operator.add, heads_of, durations)))
+        except (TypeError, ValueError):
+            pass
+    return [_known(entry, heads) for entry in entries]
 
-    return encoded
+
+class _EncodedHeads(dict[tuple[Any, ...], str]):
+    """Each entry head as written to index.json: `[outcome,run id,agent,when,`, encoded once."""
+
+    def __missing__(self, key: tuple[Any, ...]) -> str:
+        outcome, run_id, agent, when = key
+        words = [json_text(str(outcome)), json_text(str(run_id))]
+        words.append("null" if agent is None else json_text(str(agent)))
+        head = self[key] = f"[{','.join(words)},{json_number(round(when, 3))},"
+        return head
+
+
+# json.dumps of `nodeid: [outcome, run_id, agent_id, when, duration]`, compact: when to the
+# millisecond, duration to the microsecond (json_duration's text for a finite one).
+_INDEX_LINE = "{}:{}{:.6f}]".format
+
+
+def _index_lines(nodeids: list[str], knowns: list[Known], heads: _EncodedHeads) -> list[str]:
+    """The lines of index.json for some entries (by maps: no Python step per entry)."""
+    lines_heads = map(heads.__getitem__, map(_head, knowns))
+    durations = list(map(_duration, knowns))
+    if all(map(math.isfinite, durations)):
+        return list(map(_INDEX_LINE, map(json_text, nodeids), lines_heads, durations))
+    return [
+        f"{json_text(nodeid)}:{head}{json_duration(duration)}]"
+        for nodeid, head, duration in zip(nodeids, lines_heads, durations, strict=True)
+    ]
+
+
+def batched(pairs: Iterable[tuple[str, Known]]) -> Iterator[IndexBatch]:
+    """Index entries as the batches index_batches gives and save_index_batches takes."""
+    pairs = iter(pairs)
+    while batch := list(itertools.islice(pairs, _BATCH)):
+        nodeids, knowns = zip(*batch, strict=True)
+        yield list(nodeids), list(knowns)
 
 
 def _laid_out_in_lines(path: Path) -> bool:
@@ -291,20 +353,23 @@ class Store:
 
     # -- the last-known-outcome index --------------------------------------------------
     def load_index(self) -> dict[str, Known]:
-        """The whole index in memory (see `index_entries` for a pass that need not hold it)."""
+        """The whole index in memory (see `index_batches` for a pass that need not hold it)."""
         path = self.root / INDEX_FILE
         if _laid_out_in_lines(path):
             with contextlib.suppress(IndexBroken):  # read whole below, reported if broken
-                return dict(self._entries_by_lines(path))
+                index: dict[str, Known] = {}
+                for nodeids, knowns in self._batches_by_lines(path):
+                    index.update(zip(nodeids, knowns, strict=True))
+                return index
         data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
         if data is None:
             return {}
         tests: dict[str, Any] = data.pop("tests")
-        shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
-        index: dict[str, Known] = {}
+        heads = _Heads()
+        index = {}
         total = len(tests)
         for nodeid in list(tests):
-            known = _known(tests.pop(nodeid), shared)  # free each entry as it is read
+            known = _known(tests.pop(nodeid), heads)  # free each entry as it is read
             if known is not None:
                 index[nodeid] = known
         if total > len(index):
@@ -312,24 +377,29 @@ class Store:
         return index
 
     def index_entries(self) -> Iterator[tuple[str, Known]]:
-        """The index's entries one at a time, for a pass that never holds it whole.
+        """The index's entries one at a time (see `index_batches`)."""
+        for nodeids, knowns in self.index_batches():
+            yield from zip(nodeids, knowns, strict=True)
 
-        The layout save_index writes is read line by line. Any other layout, and a missing
-        file, go through load_index. Raises IndexBroken when the file turns out to be broken
-        partway: the entries given so far are then not to be trusted, and load_index (which
-        reports the file and sets it aside) is the way on.
+    def index_batches(self) -> Iterator[IndexBatch]:
+        """The index's entries a batch at a time, for a pass that never holds it whole.
+
+        The layout save_index writes is read a batch of lines at a time. Any other layout,
+        and a missing file, go through load_index. Raises IndexBroken when the file turns out
+        to be broken partway: the entries given so far are then not to be trusted, and
+        load_index (which reports the file and sets it aside) is the way on.
         """
         path = self.root / INDEX_FILE
         if _laid_out_in_lines(path):
-            yield from self._entries_by_lines(path)
+            yield from self._batches_by_lines(path)
         else:
-            yield from self.load_index().items()
+            yield from batched(self.load_index().items())
 
-    def _entries_by_lines(self, path: Path) -> Iterator[tuple[str, Known]]:
+    def _batches_by_lines(self, path: Path) -> Iterator[IndexBatch]:
         """Entries of a file in save_index's layout; malformed ones are skipped, and the file
         set aside once read to its end. Raises IndexBroken if it is not that layout after all
         (a line that is not one entry, or no closing line)."""
-        shared: dict[Any, Any] = {}  # one copy of each run id and agent, not one per test
+        heads = _Heads()
         dropped = 0
         try:
             with open(path, encoding="utf-8", errors="surrogatepass") as handle:
@@ -337,7 +407,7 @@ class Store:
                 lines = iter(handle)
                 closed = False
                 while not closed:
-                    batch = list(itertools.islice(lines, 500))  # parsed as one: fewer calls
+                    batch = list(itertools.islice(lines, _BATCH))  # parsed as one
                     if not batch:
                         raise IndexBroken(f"{path}: no closing line")
                     if _INDEX_TAIL in batch:
@@ -346,48 +416,42 @@ class Store:
                         batch, after = batch[:end], batch[end + 1 :]
                         if any(after) or handle.read() != "":
                             raise IndexBroken(f"{path}: text after the closing line")
-                    body = [line for line in batch if line != "\n"]
+                    body = list(filter("\n".__ne__, batch))  # without blank lines
                     if not body:
                         continue
                     pairs = json.loads("{" + "".join(body).rstrip("\n").rstrip(",") + "}")
                     if not isinstance(pairs, dict) or len(pairs) != len(body):
                         raise IndexBroken(f"{path}: not one entry a line")
-                    for nodeid, entry in pairs.items():
-                        known = _known(entry, shared)
-                        if known is None:
-                            dropped += 1
-                        else:
-                            yield nodeid, known
+                    knowns = _knowns(list(pairs.values()), heads)
+                    if None in knowns:
+                        dropped += knowns.count(None)
+                        kept = [(n, k) for n, k in zip(pairs, knowns, strict=True) if k is not None]
+                        yield [n for n, _ in kept], [k for _, k in kept]
+                    else:
+                        yield list(pairs), cast("list[Known]", knowns)
         except (OSError, ValueError) as exc:
             raise IndexBroken(f"{path}: {exc}") from None
         if dropped:
             self.set_aside(path, f"{dropped} malformed entries")
 
     def save_index(self, entries: Mapping[str, Known] | Iterable[tuple[str, Known]]) -> bool:
-        """Write the index (a mapping, or its entries as they come) as one JSON object, an
-        entry a line, streamed to disk: a rewrite need not hold the index in memory."""
-        pairs = iter(entries.items() if isinstance(entries, Mapping) else entries)
+        """Write the index (a mapping, or its entries as they come): see save_index_batches."""
+        return self.save_index_batches(
+            batched(entries.items() if isinstance(entries, Mapping) else entries)
+        )
 
-        # Outcomes, run ids, agents and times (one a run) take a few values: each is encoded once.
-        word = _encoded_once(lambda text: "null" if text is None else json_text(str(text)))
-        when = _encoded_once(lambda value: json_number(round(value, 3)))
-
-        def line(nodeid: str, known: Known) -> str:
-            # json.dumps of `nodeid: [outcome, run_id, agent_id, when, duration]`, compact,
-            # written directly (when to the millisecond, duration to the microsecond).
-            return (
-                f"{json_text(nodeid)}:[{word(known.outcome)},{word(known.run_id)},"
-                f"{word(known.agent_id)},{when(known.when)},{json_duration(known.duration)}]"
-            )
+    def save_index_batches(self, batches: Iterable[IndexBatch]) -> bool:
+        """Write the index, given a batch of entries at a time, as one JSON object, an entry
+        a line, streamed to disk: a rewrite need not hold the index in memory."""
+        heads = _EncodedHeads()
 
         def chunks() -> Iterator[bytes]:
             yield _INDEX_HEAD.encode()
             first = True
-            while True:
-                batch = [line(nodeid, known) for nodeid, known in itertools.islice(pairs, 500)]
-                if not batch:
-                    break
-                text = ",\n".join(batch)
+            for nodeids, knowns in batches:
+                if not nodeids:
+                    continue
+                text = ",\n".join(_index_lines(nodeids, knowns, heads))
                 yield (text if first else ",\n" + text).encode("utf-8", "surrogatepass")
                 first = False
             yield ("\n" + _INDEX_TAIL).encode()

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmharness import reporting
-from llmharness.diff import DiffBuilder
+from llmharness import store as store_module
+from llmharness.diff import DiffBuilder, diff
 from llmharness.recorder import RunRecorder
 from llmharness.store import Known, Store
 
@@ -128,3 +129,63 @@ def test_pass_shortcut_folds_reports_as_the_general_path(
         for r in (fast, slow)
     ]
     assert lines[0] == lines[1]
+
+
+outcomes = st.sampled_from(["passed", "failed", "error", "skipped", "xfailed", "xpassed"])
+before_entries = st.builds(
+    Known,
+    outcomes,
+    st.sampled_from(["20261122T000000.000-aaaaaa", "20261122T010000.000-bbbbbb"]),
+    st.sampled_from(["7", None]),
+    st.just(1.5),
+    durations,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(nodeids, before_entries),
+    st.dictionaries(nodeids, durations),
+    st.lists(others),
+    st.integers(1, 4),
+)
+def test_index_merge_by_batches_gives_the_diff_and_index_of_a_plain_update(
+    tmp_path_factory: pytest.TempPathFactory,
+    before: dict[str, Known],
+    passes: dict[str, float],
+    other: list[reporting.TestResult],
+    batch: int,
+) -> None:
+    """Batches wholly of passes not failing before take maps; any others go test by test.
+    Both give what the pure diff and a plain dict update give."""
+    other = [r for r in {r.nodeid: r for r in other}.values() if r.nodeid not in passes]
+    recorder = _recorder(tmp_path_factory.mktemp("merge"))
+    recorder.store.save_index(before)
+    for nodeid, duration in passes.items():
+        recorder.results.add_pass(nodeid, duration)
+    for result in other:
+        recorder.results.add(result)
+    whole = [reporting.TestResult(n, "passed", "call", d) for n, d in passes.items()] + other
+
+    with pytest.MonkeyPatch.context() as patch:  # small batches: many of them, of both kinds
+        patch.setattr(store_module, "_BATCH", batch)
+        summary = recorder.finish(0, "complete", update_history=True)
+
+    expected = diff(whole, before, run_id=recorder.run_id, against=None)
+    got = summary["regressions"]
+    for key in ("against", "not_reached"):
+        got.pop(key)
+    assert got == {k: v for k, v in expected.items() if k != "against"}
+    after = recorder.store.load_index()
+    assert after.keys() == before.keys() | {r.nodeid for r in whole}
+    for result in whole:
+        now = after[result.nodeid]
+        assert (now.outcome, now.run_id, now.agent_id, now.duration) == (
+            result.outcome,
+            recorder.run_id,
+            "7",
+            result.duration,
+        )
+    for nodeid, known in before.items():
+        if nodeid not in passes and nodeid not in {r.nodeid for r in other}:
+            assert after[nodeid] == known

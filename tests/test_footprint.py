@@ -40,7 +40,9 @@ def test_a_recorded_run_imports_only_what_it_needs(pytester: pytest.Pytester) ->
 def test_per_test_hooks_only_for_the_options_that_need_them(
     pytester: pytest.Pytester, options: list[str], extra: set[str]
 ) -> None:
-    expected = sorted({"llmharness-harness", "llmharness-collection"} | extra)
+    expected = sorted(
+        {"llmharness-harness", "llmharness-recorder", "llmharness-collection"} | extra
+    )
     pytester.makepyfile(
         test_hooks=f"""
         def test_hooks(pytestconfig):

@@ -74,3 +74,30 @@ def test_a_line_broken_partway_stops_the_stream(tmp_path: Path) -> None:
     assert path.exists() and not warnings  # the stream leaves reporting to load_index
     assert store.load_index() == {}
     assert len(warnings) == 1 and len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
+
+
+def test_malformed_entries_are_dropped_and_the_file_set_aside(tmp_path: Path) -> None:
+    """Entries that are valid JSON but not [outcome, run, agent, when, duration]: each is
+    dropped, the well-formed ones around them (in the same batch) are kept."""
+    warnings: list[str] = []
+    store, lines = _saved_lines(tmp_path, warnings)
+    malformed = [
+        b'"t.py::short":["passed","r1"],\n',
+        b'"t.py::when":["passed","r1","7","soon",0.1],\n',
+        b'"t.py::text":"passed",\n',
+        b'"t.py::unhashable":[["passed"],"r1","7",1.0,0.1],\n',
+    ]
+    (tmp_path / "index.json").write_bytes(b"".join(lines[:20] + malformed + lines[20:]))
+    assert store.load_index() == _index(100)
+    assert len(warnings) == 1 and "4 malformed entries" in warnings[0]
+    assert len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
+
+
+def test_non_finite_durations_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.ensure()
+    index = _index(3)
+    index["t.py::forever"] = Known("failed", "r3", "7", 4.0, float("inf"))
+    assert store.save_index(index)
+    assert "Infinity" in (tmp_path / "index.json").read_text(errors="surrogatepass")
+    assert store.load_index() == index
