@@ -399,39 +399,42 @@ class RunRecorder:
         reason = self._describe(longrepr)
         self._finish(nodeid, _Pending("skipped", "collect", skip_reason=reason))
 
-    def test_report(self, report: Any) -> bool:
-        """Fold one of pytest's TestReports into its test's result; True once it is finished.
+    def test_report(self, report: Any) -> None:
+        """Fold one of pytest's TestReports into its test's result; a finished test calls
+        on_due if it is due.
 
         Most tests pass: their setup and call reports only add a duration to a dict, and the
-        teardown report writes the result. Anything else goes through a _Pending.
+        teardown report writes the result. Anything else goes through _slow_report.
         """
         nodeid: str = report.nodeid
         when = report.when
         duration = getattr(report, "duration", None)
         if report.outcome == "passed" and type(duration) is float and nodeid not in self._pending:
-            if when == "setup" and nodeid not in self._set_up and nodeid not in self._called:
-                self._set_up[nodeid] = duration
-                return False
-            if when == "call":
+            if when == "setup":
+                if nodeid not in self._set_up and nodeid not in self._called:
+                    self._set_up[nodeid] = duration
+                    return
+            elif when == "call":
                 if not hasattr(report, "wasxfail"):
                     before = self._set_up.pop(nodeid, None)
                     if before is not None:
                         self._called[nodeid] = before + duration
-                        return False
+                        return
             elif when == "teardown":
                 before = self._called.pop(nodeid, None)
                 if before is not None:  # _finish for a test that passed in every phase
                     duration += before
                     self.results.add_pass(nodeid, duration)
-                    self._write_result(pass_json_line(nodeid, duration))
+                    if self._writable:  # _write_result, without a call
+                        try:  # noqa: SIM105 - contextlib.suppress would cost three calls a test
+                            self._results_file.write(pass_json_line(nodeid, duration) + "\n")
+                        except (OSError, ValueError):
+                            pass
                     if time.monotonic() >= self.due:
                         self.on_due()
-                    return True
-        if not self._slow_report(nodeid, when, report):
-            return False
-        if time.monotonic() >= self.due:
+                    return
+        if self._slow_report(nodeid, when, report) and time.monotonic() >= self.due:
             self.on_due()
-        return True
 
     pytest_runtest_logreport = test_report  # the plugin registers the recorder with pytest
 
