@@ -11,12 +11,14 @@ writes bench/_work/results.json. Standard library only; Linux or macOS (uses os.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -469,7 +471,9 @@ def bench_pairs(
             f"pair {number + 1}/{pairs}: plain {wall['plain']:.2f}s, "
             f"llmh-full {wall['llmh-full']:.2f}s, ratio {ratios[-1]:.3f}"
         )
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    quartiles = (
+        statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    )
     return {
         "pairs": pairs,
         "ratios": ratios,
@@ -478,6 +482,87 @@ def bench_pairs(
         "q3": quartiles[-1],
         "walls": walls,
     }
+
+
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def bench_instructions(
+    suite: Path, venvs: Path, work: Path, env: dict[str, str], suite_tests: int, timeout: float
+) -> dict[str, Any]:
+    """User-space instructions of plain pytest and the full recording, counted by valgrind's
+    callgrind on the suite's first tenth and first fifth (pkg_00, then pkg_00 and pkg_01).
+
+    Unlike wall time, the counts do not drift with the machine. Their difference between the
+    two sizes is the cost per test, the rest a cost once per run; both extrapolate to the whole
+    suite. Progress lines are turned off, as a run fifty times slower would print some that a
+    real run does not; PYTHONHASHSEED is fixed so that two counts of one run agree.
+    """
+    counted_env = {**env, "PYTHONHASHSEED": "0", "LLMHARNESS_PROGRESS_INTERVAL": "1000000"}
+    subsets = (["pkg_00"], ["pkg_00", "pkg_01"])
+    out = work / "out"
+
+    def commands(subset: list[str], number: int) -> dict[str, list[str]]:
+        store = f".llmharness-instructions-{number}"
+        llmh = Variant("", "llmharness", AGENT, "", store=store).command(venvs, out)
+        return {"plain": [*VARIANTS[0].command(venvs, out), *subset], "llmh-full": [*llmh, *subset]}
+
+    def count(name: str, command: list[str], number: int) -> int:
+        log = work / "logs" / f"callgrind-{name}-{number}.txt"
+        sample = measure(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+            suite,
+            counted_env,
+            log,
+            timeout,
+        )
+        check_exit(sample, command, log)
+        found = _COLLECTED.search(log.read_text(errors="replace"))
+        if found is None:
+            sys.exit(f"bench: no instruction count from valgrind in {log}")
+        progress(f"instructions {name}, {number} tenth(s): {int(found[1]) / 1e9:.3f} G")
+        return int(found[1])
+
+    counts: dict[str, list[int]] = {"plain": [], "llmh-full": []}
+    tests = []
+    for number, subset in enumerate(subsets, start=1):
+        tests.append(sum(len(read_nodeids(suite / part)) for part in subset))
+        runs = commands(subset, number)
+        # Warm the store (durations, collection cache) as a repeated run finds it.
+        log = work / "logs" / f"callgrind-warm-{number}.txt"
+        check_exit(
+            measure(runs["llmh-full"], suite, counted_env, log, timeout), runs["llmh-full"], log
+        )
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # one process a core
+            futures = {name: pool.submit(count, name, cmd, number) for name, cmd in runs.items()}
+            for name, future in futures.items():
+                counts[name].append(future.result())
+    more = tests[1] - tests[0]
+    per_test = {name: (c[1] - c[0]) / more for name, c in counts.items()}
+    fixed = {name: c[0] - per_test[name] * tests[0] for name, c in counts.items()}
+
+    def at(size: int, name: str) -> float:
+        return fixed[name] + per_test[name] * size
+
+    return {
+        "tests": tests,
+        "counts": counts,
+        "per_test": per_test,
+        "per_test_x": per_test["llmh-full"] / per_test["plain"],
+        "fixed": fixed,
+        "suite_tests": suite_tests,
+        "suite_x": at(suite_tests, "llmh-full") / at(suite_tests, "plain"),
+    }
+
+
+def read_nodeids(folder: Path) -> list[str]:
+    """The test functions of a generated folder (the generator names them `def test_...`)."""
+    return [
+        line
+        for path in sorted(folder.glob("test_*.py"))
+        for line in path.read_text().splitlines()
+        if line.startswith("def test_")
+    ]
 
 
 def tree_bytes(path: Path) -> int:
@@ -615,7 +700,10 @@ def table(rows: list[list[str]], right: set[int]) -> str:
 
 
 def goals(
-    results: list[Result], record: dict[str, Any] | None, paired: dict[str, Any] | None = None
+    results: list[Result],
+    record: dict[str, Any] | None,
+    paired: dict[str, Any] | None = None,
+    counted: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     by_name = {result.name: result for result in results}
     checks: list[dict[str, Any]] = []
@@ -631,6 +719,14 @@ def goals(
             f"full recording wall <= {GOAL_FULL_WALL}x plain "
             f"(median of {paired['pairs']} back-to-back pairs)",
             paired["median"],
+            GOAL_FULL_WALL,
+            lambda v: v <= GOAL_FULL_WALL,
+        )
+    if counted is not None:
+        check(
+            f"full recording instructions <= {GOAL_FULL_WALL}x plain "
+            f"(callgrind, at {counted['suite_tests']:,} tests)",
+            counted["suite_x"],
             GOAL_FULL_WALL,
             lambda v: v <= GOAL_FULL_WALL,
         )
@@ -715,6 +811,19 @@ def report(data: dict[str, Any], results: list[Result]) -> str:
             f"llmh-full / plain median {paired['median']:.3f}, middle half "
             f"{paired['q1']:.3f}-{paired['q3']:.3f}, range {min(ratios):.3f}-{max(ratios):.3f}"
         )
+    counted = data.get("instructions")
+    if counted:
+        t, c, per = counted["tests"], counted["counts"], counted["per_test"]
+        lines.append(
+            f"instructions (callgrind, user space) on the first {t[0]:,} and {t[1]:,} tests: "
+            f"plain {c['plain'][0] / 1e9:.3f} / {c['plain'][1] / 1e9:.3f} G, llmh-full "
+            f"{c['llmh-full'][0] / 1e9:.3f} / {c['llmh-full'][1] / 1e9:.3f} G; per test "
+            f"{per['plain'] / 1e6:.3f} / {per['llmh-full'] / 1e6:.3f} M "
+            f"({counted['per_test_x']:.3f}x), "
+            f"once a run {counted['fixed']['plain'] / 1e9:.2f} / "
+            f"{counted['fixed']['llmh-full'] / 1e9:.2f} G; at {counted['suite_tests']:,} tests "
+            f"{counted['suite_x']:.3f}x"
+        )
     lines.append("")
     lines.append("what each run printed last (and the store's own count where it has one):")
     for r in results:
@@ -796,6 +905,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--record-tests", type=int, help="tests per file of it (200)")
     parser.add_argument("--no-record", action="store_true", help="skip the large record and CLI")
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions with valgrind (plain vs full recording; ~10 min)",
+    )
+    parser.add_argument(
         "--variants",
         help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS),
     )
@@ -863,6 +977,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     suite = generate(generator, suite_dir, args.files, args.tests, args.fail_rate, FAIL_SEED)
     results = bench_variants(args.chosen, suite_dir, venvs, work, env, args.repeat, args.timeout)
     paired = bench_pairs(results, suite_dir, work, env, args.pairs, args.timeout)
+    counted = None
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            sys.exit("bench: --instructions needs valgrind (e.g. apt-get install valgrind)")
+        counted = bench_instructions(suite_dir, venvs, work, env, suite["tests"], args.timeout)
     record = None
     if not args.no_record:
         record = bench_record(
@@ -910,10 +1029,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "suite": suite,
         "variants": [{**asdict(r), "samples": [asdict(s) for s in r.samples]} for r in results],
         "paired": paired,
+        "instructions": counted,
         "record": record,
         "results_file": str(results_file),
     }
-    data["goals"] = goals(results, record, paired)
+    data["goals"] = goals(results, record, paired, counted)
     results_file.write_text(json.dumps(data, indent=2) + "\n")
     print(report(data, results))
     return 0

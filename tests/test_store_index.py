@@ -43,14 +43,19 @@ def _saved_lines(tmp_path: Path, warnings: list[str]) -> tuple[Store, list[bytes
     return store, (tmp_path / "index.json").read_bytes().splitlines(keepends=True)
 
 
+def _assert_set_aside_once(folder: Path, warnings: list[str], words: str) -> None:
+    """One warning, saying `words`, and the index moved aside once (kept for a look)."""
+    assert len(warnings) == 1 and words in warnings[0]
+    assert len(list(folder.glob("index.json.corrupt-*"))) == 1
+
+
 def test_index_cut_at_a_line_boundary_is_set_aside(tmp_path: Path) -> None:
     warnings: list[str] = []
     store, lines = _saved_lines(tmp_path, warnings)
     path = tmp_path / "index.json"
     path.write_bytes(b"".join(lines[:50]))  # whole lines, but no closing line
     assert store.load_index() == {}
-    assert len(warnings) == 1 and "index.json" in warnings[0]
-    assert len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
+    _assert_set_aside_once(tmp_path, warnings, "index.json")
 
 
 def test_entries_stream_back_what_was_saved_from_a_stream(tmp_path: Path) -> None:
@@ -73,7 +78,7 @@ def test_a_line_broken_partway_stops_the_stream(tmp_path: Path) -> None:
             pass
     assert path.exists() and not warnings  # the stream leaves reporting to load_index
     assert store.load_index() == {}
-    assert len(warnings) == 1 and len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
+    _assert_set_aside_once(tmp_path, warnings, "index.json")
 
 
 def test_malformed_entries_are_dropped_and_the_file_set_aside(tmp_path: Path) -> None:
@@ -89,8 +94,7 @@ def test_malformed_entries_are_dropped_and_the_file_set_aside(tmp_path: Path) ->
     ]
     (tmp_path / "index.json").write_bytes(b"".join(lines[:20] + malformed + lines[20:]))
     assert store.load_index() == _index(100)
-    assert len(warnings) == 1 and "4 malformed entries" in warnings[0]
-    assert len(list(tmp_path.glob("index.json.corrupt-*"))) == 1
+    _assert_set_aside_once(tmp_path, warnings, "4 malformed entries")
 
 
 def test_non_finite_durations_round_trip(tmp_path: Path) -> None:
