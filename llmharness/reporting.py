@@ -203,14 +203,17 @@ def aggregate(
     groups: dict[str, list[TestResult]] = {}
     if passes:
         # By maps and per run of tests of one file, not per test: most tests are plain passes.
-        paths = list(map(_first, map(str.partition, passes, itertools.repeat("::"))))
-        for path, count in Counter(paths).items():
-            by_file[path] = Counter(passed=count)
+        # (Nothing is held for all of them: a list of their paths alone would be a megabyte.)
+        paths = map(_first, map(str.partition, passes, itertools.repeat("::")))
         runs = itertools.groupby(zip(paths, passes.values(), strict=True), key=_first)
-        for path, run in runs:  # durations added in order, as one at a time would be
-            file_time[path] = functools.reduce(
-                operator.add, map(_second, run), file_time.get(path, 0.0)
-            )
+        for path, run in runs:
+            durations = list(map(_second, run))
+            counter = by_file.get(path)
+            if counter is None:
+                counter = by_file[path] = Counter()
+            counter["passed"] += len(durations)
+            # Added in order, as one at a time would be.
+            file_time[path] = functools.reduce(operator.add, durations, file_time.get(path, 0.0))
 
     def file_counter(path: str) -> Counter[str]:
         counter = by_file.get(path)
