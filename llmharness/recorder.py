@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import io
 import itertools
 import json
@@ -257,22 +256,6 @@ class Results(Mapping[str, TestResult]):
         return len(self._passed) + len(self._other)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a while, then as it was.
-
-    The end of a run allocates tuples for each test, all freed by reference counting. Left on,
-    the collector would meanwhile run full collections over every object of the session.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class RunRecorder:
     """Collects a run's results and writes its folder in the store."""
 
@@ -425,11 +408,7 @@ class RunRecorder:
                 if before is not None:  # _finish for a test that passed in every phase
                     duration += before
                     self.results.add_pass(nodeid, duration)
-                    if self._writable:  # _write_result, without a call
-                        try:  # noqa: SIM105 - contextlib.suppress would cost three calls a test
-                            self._results_file.write(pass_json_line(nodeid, duration) + "\n")
-                        except (OSError, ValueError):
-                            pass
+                    self._write_result(pass_json_line(nodeid, duration))
                     if time.monotonic() >= self.due:
                         self.on_due()
                     return
@@ -576,10 +555,6 @@ class RunRecorder:
     # -- the end of the run ------------------------------------------------------------
     def finish(self, exitstatus: int, status: str, update_history: bool) -> dict[str, Any]:
         """Write summary.json, update the last-known index and the pointers; return the summary."""
-        with _collector_paused():
-            return self._finish_run(exitstatus, status, update_history)
-
-    def _finish_run(self, exitstatus: int, status: str, update_history: bool) -> dict[str, Any]:
         self.flush_pending()
         self._restore_dir()
         finished = time.time()

@@ -201,19 +201,6 @@ def aggregate(
     by_file: dict[str, Counter[str]] = {}
     file_time: dict[str, float] = {}
     groups: dict[str, list[TestResult]] = {}
-    if passes:
-        # By maps and per run of tests of one file, not per test: most tests are plain passes.
-        # (Nothing is held for all of them: a list of their paths alone would be a megabyte.)
-        paths = map(_first, map(str.partition, passes, itertools.repeat("::")))
-        runs = itertools.groupby(zip(paths, passes.values(), strict=True), key=_first)
-        for path, run in runs:
-            durations = list(map(_second, run))
-            counter = by_file.get(path)
-            if counter is None:
-                counter = by_file[path] = Counter()
-            counter["passed"] += len(durations)
-            # Added in order, as one at a time would be.
-            file_time[path] = functools.reduce(operator.add, durations, file_time.get(path, 0.0))
 
     def file_counter(path: str) -> Counter[str]:
         counter = by_file.get(path)
@@ -221,6 +208,17 @@ def aggregate(
             counter = by_file[path] = Counter()
             file_time[path] = 0.0
         return counter
+
+    if passes:
+        # By maps and per run of tests of one file, not per test: most tests are plain passes.
+        # (Nothing is held for all of them: a list of their paths alone would be a megabyte.)
+        paths = map(_first, map(str.partition, passes, itertools.repeat("::")))
+        runs = itertools.groupby(zip(paths, passes.values(), strict=True), key=_first)
+        for path, run in runs:
+            durations = list(map(_second, run))
+            file_counter(path)["passed"] += len(durations)
+            # Added in order, as one at a time would be.
+            file_time[path] = functools.reduce(operator.add, durations, file_time[path])
 
     for result in results:  # once per test: the rest works per file
         path = result.nodeid.split("::", 1)[0]
