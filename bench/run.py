@@ -11,6 +11,7 @@ writes bench/_work/results.json. Standard library only; Linux or macOS (uses os.
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import contextlib
 import hashlib
@@ -355,6 +356,8 @@ def generate(
         "fail_rate": fail_rate,
         "seed": seed,
         "failing": failing,
+        # Tests per folder (pkg_00, pkg_01, ...), for the instruction counts on part of it.
+        "by_subdir": dict(collections.Counter(nodeid.split("/", 1)[0] for nodeid in nodeids)),
     }
 
 
@@ -488,7 +491,7 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def bench_instructions(
-    suite: Path, venvs: Path, work: Path, env: dict[str, str], suite_tests: int, timeout: float
+    suite: Path, venvs: Path, work: Path, env: dict[str, str], facts: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
     """User-space instructions of plain pytest and the full recording, counted by valgrind's
     callgrind on the suite's first tenth and first fifth (pkg_00, then pkg_00 and pkg_01).
@@ -524,9 +527,9 @@ def bench_instructions(
         return int(found[1])
 
     counts: dict[str, list[int]] = {"plain": [], "llmh-full": []}
-    tests = []
+    tests: list[int] = []
     for number, subset in enumerate(subsets, start=1):
-        tests.append(sum(len(read_nodeids(suite / part)) for part in subset))
+        tests.append(sum(facts["by_subdir"][part] for part in subset))
         runs = commands(subset, number)
         # Warm the store (durations, collection cache) as a repeated run finds it.
         log = work / "logs" / f"callgrind-warm-{number}.txt"
@@ -550,19 +553,9 @@ def bench_instructions(
         "per_test": per_test,
         "per_test_x": per_test["llmh-full"] / per_test["plain"],
         "fixed": fixed,
-        "suite_tests": suite_tests,
-        "suite_x": at(suite_tests, "llmh-full") / at(suite_tests, "plain"),
+        "suite_tests": facts["tests"],
+        "suite_x": at(facts["tests"], "llmh-full") / at(facts["tests"], "plain"),
     }
-
-
-def read_nodeids(folder: Path) -> list[str]:
-    """The test functions of a generated folder (the generator names them `def test_...`)."""
-    return [
-        line
-        for path in sorted(folder.glob("test_*.py"))
-        for line in path.read_text().splitlines()
-        if line.startswith("def test_")
-    ]
 
 
 def tree_bytes(path: Path) -> int:
@@ -981,7 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.instructions:
         if shutil.which("valgrind") is None:
             sys.exit("bench: --instructions needs valgrind (e.g. apt-get install valgrind)")
-        counted = bench_instructions(suite_dir, venvs, work, env, suite["tests"], args.timeout)
+        counted = bench_instructions(suite_dir, venvs, work, env, suite, args.timeout)
     record = None
     if not args.no_record:
         record = bench_record(
