@@ -17,6 +17,7 @@ import pytest
 import pytest_timeout  # noqa: F401
 import xdist.plugin  # noqa: F401
 
+import llmharness.harness
 import llmharness.plugin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent

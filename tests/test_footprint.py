@@ -27,6 +27,35 @@ def test_a_recorded_run_imports_only_what_it_needs(pytester: pytest.Pytester) ->
     assert result.ret == 0, result.stdout.str()
 
 
+_LOADERS = """
+import sys
+
+from _pytest.assertion.rewrite import AssertionRewritingHook
+
+def test_loaders():
+    ours = {name: m for name, m in sys.modules.items() if name.startswith("llmharness")}
+    assert "llmharness.recorder" in ours  # the plugin is on
+    rewritten = {n for n, m in ours.items() if isinstance(m.__loader__, AssertionRewritingHook)}
+    assert "llmharness.plugin" in rewritten  # marked for rewriting, as for a wheel install
+    assert rewritten <= {"llmharness", "llmharness.plugin"}
+"""
+
+
+def test_pytest_does_not_rewrite_the_plugins_modules(pytester: pytest.Pytester) -> None:
+    """Only the package and the entry-point module pass through pytest's assertion rewriter:
+    without a bytecode cache it would parse and compile all of llmharness in every run."""
+    # pytest marks an installed plugin's whole package for rewriting; an editable install,
+    # which this project's tests run from, escapes that, so the test marks it as a wheel is.
+    pytester.makepyfile(
+        mark_llmharness="import pytest\n\npytest.register_assert_rewrite('llmharness')\n",
+        test_loaders=_LOADERS,
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "mark_llmharness", "--agent-id", "1", "-p", "no:hypothesispytest"
+    )
+    assert result.ret == 0, result.stdout.str()
+
+
 @pytest.mark.parametrize(
     ("options", "extra"),
     [
