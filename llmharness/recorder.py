@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import io
 import itertools
 import json
@@ -40,7 +41,7 @@ from typing import IO, Any
 
 from llmharness import diff as diffing
 from llmharness import reporting
-from llmharness.reporting import FAILING, TestResult, pass_json_line
+from llmharness.reporting import FAILING, PASS_LINE, TestResult, json_str, pass_json_line
 from llmharness.sampling import Sample
 from llmharness.store import (
     SCHEMA,
@@ -163,13 +164,18 @@ class _Appender:
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        #: One os.write of bytes to the file, returning how many were written: the per-test
+        #: path's write, a C call. After close, it raises ValueError.
+        self.write_bytes: Callable[[bytes], int] = functools.partial(os.write, self._fd)
 
     def write(self, text: str) -> None:
-        data = text.encode("utf-8", "surrogatepass")
-        written = os.write(self._fd, data)
+        self.write_rest(text.encode("utf-8", "surrogatepass"), 0)
+
+    def write_rest(self, data: bytes, written: int) -> None:
+        """Write what is left of `data` once its first `written` bytes are in the file."""
         while written < len(data):  # a short write: rare, but allowed to a regular file
             data = data[written:]
-            written = os.write(self._fd, data)
+            written = self.write_bytes(data)
 
     def flush(self) -> None:
         pass
@@ -177,7 +183,12 @@ class _Appender:
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
+            self.write_bytes = _closed  # never the number of a file opened since
             os.close(fd)
+
+
+def _closed(data: bytes) -> int:
+    raise ValueError("write to a closed results file")
 
 
 @dataclass(slots=True)
@@ -193,12 +204,18 @@ class _Pending:
 
 class Results(Mapping[str, TestResult]):
     """A run's results by node id, in little memory: a run keeps every result until it ends,
-    and most are plain passes, so a pass is kept as its duration alone."""
+    and most are plain passes, so a pass is kept as its duration alone.
 
-    __slots__ = ("_other", "_passed")
+    `passed` (node id: duration of each plain pass) is a plain dict, which the recorder's
+    per-test path writes to directly. A node id in it is a pass even where another result of
+    that test was added before: a test run twice in one session (pytest-rerunfailures, a node
+    id given twice) counts by its last result, so only a result after a pass removes the pass.
+    """
+
+    __slots__ = ("_other", "passed")
 
     def __init__(self) -> None:
-        self._passed: dict[str, float] = {}
+        self.passed: dict[str, float] = {}
         self._other: dict[str, TestResult] = {}
 
     def add(self, result: TestResult) -> None:
@@ -208,24 +225,24 @@ class Results(Mapping[str, TestResult]):
             and result.reason is None
             and result.failure_file is None
         ):
-            self.add_pass(result.nodeid, result.duration)
+            self.passed[result.nodeid] = result.duration
         else:
-            self._passed.pop(result.nodeid, None)
+            self.passed.pop(result.nodeid, None)
             self._other[result.nodeid] = result
 
     def passes(self) -> Mapping[str, float]:
         """The plain passes, node id: duration (most of a run's tests, kept without objects)."""
-        return self._passed
+        return self.passed
 
     def others(self) -> Collection[TestResult]:
         """Every result that is not a plain pass."""
-        return self._other.values()
+        if self.passed.keys().isdisjoint(self._other):
+            return self._other.values()
+        return [result for nodeid, result in self._other.items() if nodeid not in self.passed]
 
     def add_pass(self, nodeid: str, duration: float) -> None:
         """add() of a plain pass, without building its TestResult."""
-        if self._other:
-            self._other.pop(nodeid, None)
-        self._passed[nodeid] = duration
+        self.passed[nodeid] = duration
 
     def __getitem__(self, nodeid: str) -> TestResult:
         result: TestResult | None = self.get(nodeid)
@@ -235,25 +252,25 @@ class Results(Mapping[str, TestResult]):
 
     def nodeids(self) -> set[str]:
         """The node ids as a set sized once (growing it one by one would take twice the room)."""
-        ids = set(self._passed)
+        ids = set(self.passed)
         ids.update(self._other)
         return ids
 
     def get(self, nodeid: str, default: Any = None) -> Any:
-        duration = self._passed.get(nodeid)
+        duration = self.passed.get(nodeid)
         if duration is not None:
             return TestResult(nodeid, "passed", "call", duration)
         return self._other.get(nodeid, default)
 
     def __contains__(self, nodeid: object) -> bool:
-        return nodeid in self._passed or nodeid in self._other
+        return nodeid in self.passed or nodeid in self._other
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._passed
-        yield from self._other
+        yield from self.passed
+        yield from (nodeid for nodeid in self._other if nodeid not in self.passed)
 
     def __len__(self) -> int:
-        return len(self._passed) + len(self._other)
+        return len(self.passed) + len(self.others())
 
 
 class RunRecorder:
@@ -303,6 +320,8 @@ class RunRecorder:
         self._failure_seq = 0
         self.dir = store.run_dir(run_id)
         self._results_file: _Appender | IO[str] = io.StringIO()
+        self._appender: _Appender | None = None  # the results file, while the record is written
+        self._passed = self.results.passed
         self._log_file: IO[str] = io.StringIO()
         self._writable = False
         self.argv = list(argv)
@@ -326,11 +345,12 @@ class RunRecorder:
                 "argv": list(argv),
             }
             self.store.write_json(self.dir / "meta.json", meta)
-            self._results_file = _Appender(self.dir / "results.jsonl")
+            appender = self._results_file = _Appender(self.dir / "results.jsonl")
             self._log_file = open(  # noqa: SIM115
                 self.dir / "log.txt", "a", encoding="utf-8", errors="backslashreplace"
             )
             self._writable = True
+            self._appender = appender
         except OSError as exc:
             self.warn(f"cannot write the run record in {self.dir}: {exc.strerror or exc}")
 
@@ -339,6 +359,7 @@ class RunRecorder:
         if not self._writable or (self.dir / "failures").is_dir():
             return
         self._writable = False
+        self._appender = None
         for handle in (self._results_file, self._log_file):
             with contextlib.suppress(OSError, ValueError):
                 handle.close()
@@ -407,8 +428,18 @@ class RunRecorder:
                 before = self._called.pop(nodeid, None)
                 if before is not None:  # _finish for a test that passed in every phase
                     duration += before
-                    self.results.add_pass(nodeid, duration)
-                    self._write_result(pass_json_line(nodeid, duration))
+                    self._passed[nodeid] = duration  # self.results.add_pass
+                    if self._appender is not None and -1e300 < duration < 1e300:
+                        # _write_result(pass_json_line(...)) in C calls: one os.write
+                        data = PASS_LINE(json_str(nodeid), duration).encode()
+                        try:
+                            written = self._appender.write_bytes(data)
+                            if written != len(data):
+                                self._appender.write_rest(data, written)
+                        except (OSError, ValueError):
+                            pass  # as in _write_result
+                    else:
+                        self._write_result(pass_json_line(nodeid, duration))
                     if time.monotonic() >= self.due:
                         self.on_due()
                     return
@@ -733,6 +764,7 @@ class RunRecorder:
         }
 
     def close(self) -> None:
+        self._appender = None
         for handle in (self._results_file, self._log_file):
             with contextlib.suppress(OSError, ValueError):
                 handle.close()

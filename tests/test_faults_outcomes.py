@@ -135,6 +135,36 @@ def test_teardown_error_after_a_pass_is_one_error(pytester: pytest.Pytester) -> 
     assert (item["outcome"], item["phase"]) == ("error", "teardown")
 
 
+def test_a_test_run_twice_counts_once_by_its_last_result(pytester: pytest.Pytester) -> None:
+    """As pytest-rerunfailures or a repeated node id run it: a pass after a failure is a pass
+    (the pass is kept apart from other results, as a bare duration), a failure after a pass
+    a failure."""
+    pytester.makepyfile(
+        test_twice="""
+        import pathlib
+
+        def test_fails_first():
+            flag = pathlib.Path("fails-first")
+            if not flag.exists():
+                flag.write_text("")
+                raise AssertionError("first run fails")
+
+        def test_fails_second():
+            flag = pathlib.Path("fails-second")
+            if flag.exists():
+                raise AssertionError("second run fails")
+            flag.write_text("")
+        """
+    )
+    result = pytester.runpytest("--keep-duplicates", "test_twice.py", "test_twice.py")
+    result.assert_outcomes(passed=2, failed=2)  # pytest counts each run
+    summary = cli_json(pytester, "summary")
+    assert summary["counts"] == _counts(passed=1, failed=1)
+    index = _index(pytester)
+    assert index["test_twice.py::test_fails_first"][0] == "passed"
+    assert index["test_twice.py::test_fails_second"][0] == "failed"
+
+
 # -- xfail and subtests ------------------------------------------------------------------
 
 
