@@ -21,6 +21,7 @@ would give.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import operator
@@ -43,6 +44,7 @@ __all__ = [
     "file_entry",
     "local_dependencies",
     "plan",
+    "plugin_identity",
 ]
 
 _PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})
@@ -83,13 +85,27 @@ class Fingerprints:
             parent = parent.parent
 
 
-def environment_key(
-    inipath: Path | None, plugins: Iterable[tuple[str, str]], extra: Iterable[str] = ()
-) -> str:
-    """One hash of what shapes every file's collection: versions, plugins, the ini file."""
+def plugin_identity(dist: Any) -> str:
+    """An installed distribution (pluggy's DistFacade or importlib's Distribution) as the hash
+    of its metadata file, which holds its name and version: reading the file costs every run a
+    fraction of what parsing its headers (and long description) would."""
+    for name in ("METADATA", "PKG-INFO"):
+        try:
+            text = dist.read_text(name)
+        except Exception:  # an unusual distribution: fall back to its parsed name and version
+            text = None
+        if text:
+            data = text.encode("utf-8", "surrogatepass")
+            return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return f"{getattr(dist, 'project_name', '?')}=={getattr(dist, 'version', '?')}"
+
+
+def environment_key(inipath: Path | None, plugins: Iterable[str], extra: Iterable[str] = ()) -> str:
+    """One hash of what shapes every file's collection: versions, plugins (by
+    `plugin_identity`), the ini file."""
     import pytest
 
-    parts = [sys.version, pytest.__version__, *sorted(f"{name}=={ver}" for name, ver in plugins)]
+    parts = [sys.version, pytest.__version__, *sorted(plugins)]
     if inipath is not None:
         try:
             parts.append(hashlib.blake2b(inipath.read_bytes(), digest_size=16).hexdigest())
@@ -99,17 +115,22 @@ def environment_key(
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def _local(rootdir: Path, filename: str | None) -> str | None:
-    """`filename` relative to the rootdir when it is project code, else None."""
+@functools.lru_cache(maxsize=4096)
+def _local(root: str, filename: str | None) -> str | None:
+    """`filename` relative to the folder `root` when it is project code, else None.
+
+    By strings, and remembered: every test module asks about the same few modules.
+    """
     if not filename or not filename.endswith(".py"):
         return None
-    try:
-        rel = Path(os.path.abspath(filename)).relative_to(rootdir)
-    except ValueError:
+    path = os.path.abspath(filename)
+    prefix = os.path.join(root, "")
+    if not os.path.normcase(path).startswith(os.path.normcase(prefix)):
         return None
-    if _PACKAGE_DIRS.intersection(rel.parts):
+    parts = path[len(prefix) :].split(os.sep)
+    if _PACKAGE_DIRS.intersection(parts):
         return None
-    return rel.as_posix()
+    return "/".join(parts)
 
 
 _IMPORT = re.compile(
@@ -172,13 +193,14 @@ def local_dependencies(
         values = list(vars(module).values())
         names.update(map(str, map(getattr, values, repeat("__module__"), repeat(""))))
         names.update(value.__name__ for value in filter(ModuleType.__instancecheck__, values))
+    root = str(rootdir)
     found: set[str] = set()
     for name in names:
-        rel = _local(rootdir, getattr(modules.get(name), "__file__", None))
+        rel = _local(root, getattr(modules.get(name), "__file__", None))
         if rel is not None:
             found.add(rel)
     if module is not None:
-        found.discard(_local(rootdir, getattr(module, "__file__", None)) or "")
+        found.discard(_local(root, getattr(module, "__file__", None)) or "")
     return found
 
 

@@ -135,7 +135,7 @@ def _sample(
     config: pytest.Config, items: list[pytest.Item], plan: Plan, uncollected: Collection[str] = ()
 ) -> sampling.Sample:
     """Sample the collected items in place; `uncollected` are known tests not collected."""
-    nodeids = [item.nodeid for item in items]
+    nodeids = list(map(_nodeid, items))
     nodeids.extend(uncollected)
     if plan.budget_s is not None:
         durations = {
@@ -155,6 +155,7 @@ def _sample(
 
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
+_nodeid: Callable[[pytest.Item], str] = operator.attrgetter("nodeid")
 
 
 def _relative(rootdir: Path, path: Path) -> str | None:
@@ -295,7 +296,7 @@ class WorkerSampler:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
-        self.collected = [item.nodeid for item in items]
+        self.collected = list(map(_nodeid, items))
         cache = None
         if self.tracker is not None:
             entries = self.tracker.entries(self.collected)
@@ -407,7 +408,7 @@ class Harness:
     def _environment(self) -> str:
         if self._env_key is None:
             plugins = [
-                (str(getattr(dist, "project_name", "?")), str(getattr(dist, "version", "?")))
+                collectcache.plugin_identity(dist)
                 for _, dist in self.config.pluginmanager.list_plugin_distinfo()
             ]
             args = [str(arg) for arg in self.config.invocation_params.args]
@@ -577,7 +578,7 @@ class Harness:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
-        collected = [item.nodeid for item in items]
+        collected = list(map(_nodeid, items))
         uncollected: list[str] = []
         if self.tracker is not None:
             uncollected = self._uncollected(self.tracker.touched(), collected)

@@ -185,6 +185,28 @@ def test_deleted_file_leaves_the_total(
     assert sample["total"] == 146 - 12
 
 
+def test_upgraded_plugin_makes_every_file_collected_again(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed plugin may shape any file's collection: a new version of one (its
+    metadata) makes the cache unknown, until a run has collected everything again."""
+    _suite(pytester)
+    site = pytester.path.parent / f"{pytester.path.name}-site"
+    info = site / "fakeplug-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "fakeplug.py").write_text("def pytest_report_header():\n    return 'fakeplug'\n")
+    (info / "entry_points.txt").write_text("[pytest11]\nfakeplug = fakeplug\n")
+    metadata = info / "METADATA"
+    metadata.write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(site)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    args = ("--fast-fraction", "10%", "--seed", "p")
+    assert _run(pytester, monkeypatch, *args)[1]["uncollected_files"] > 0
+    metadata.write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 2.0\n")
+    assert _same_as_full_collection(pytester, monkeypatch, *args)["uncollected_files"] == 0
+    assert _run(pytester, monkeypatch, *args)[1]["uncollected_files"] > 0
+
+
 @pytest.mark.parametrize("seed", ["s1", "s2", "s3"])
 def test_never_empty_rule_holds_with_files_left_out(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, seed: str
