@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import operator
 import os
+import posixpath
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,7 @@ __all__ = [
     "local_dependencies",
     "plan",
     "plugin_identity",
+    "relative",
 ]
 
 _PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})
@@ -55,6 +57,7 @@ class Fingerprints:
 
     def __init__(self, rootdir: Path) -> None:
         self.rootdir = rootdir
+        self.root = str(rootdir)  # paths are joined as strings: pathlib costs each file more
         self._seen: dict[str, str | None] = {}
 
     def digest(self, rel: str) -> str | None:
@@ -66,7 +69,8 @@ class Fingerprints:
     def text(self, rel: str) -> str:
         """The file's source (empty if unreadable), hashed on the way: one read serves both."""
         try:
-            data = (self.rootdir / rel).read_bytes()
+            with open(os.path.join(self.root, rel), "rb") as handle:
+                data = handle.read()
         except OSError:
             self._seen[rel] = None
             return ""
@@ -76,13 +80,25 @@ class Fingerprints:
     def conftest_chain(self, rel: str) -> dict[str, str | None]:
         """The conftest.py of every folder from the file's own up to the rootdir."""
         chain: dict[str, str | None] = {}
-        parent = Path(rel).parent
+        parent = posixpath.dirname(rel)
         while True:
-            name = (parent / "conftest.py").as_posix()
+            name = f"{parent}/conftest.py" if parent else "conftest.py"
             chain[name] = self.digest(name)
-            if parent == parent.parent:
+            if not parent:
                 return chain
-            parent = parent.parent
+            parent = posixpath.dirname(parent)
+
+
+def relative(root: str, path: str) -> str | None:
+    """The absolute `path` relative to the folder `root`, with `/` separators; None outside it.
+
+    (What `Path.relative_to(...).as_posix()` gives, by string operations.)
+    """
+    prefix = os.path.join(root, "")
+    if not os.path.normcase(path).startswith(os.path.normcase(prefix)):
+        return None
+    rel = path[len(prefix) :]
+    return rel.replace(os.sep, "/") if os.sep != "/" else rel
 
 
 def plugin_identity(dist: Any) -> str:
@@ -119,18 +135,14 @@ def environment_key(inipath: Path | None, plugins: Iterable[str], extra: Iterabl
 def _local(root: str, filename: str | None) -> str | None:
     """`filename` relative to the folder `root` when it is project code, else None.
 
-    By strings, and remembered: every test module asks about the same few modules.
+    Remembered: every test module asks about the same few modules.
     """
     if not filename or not filename.endswith(".py"):
         return None
-    path = os.path.abspath(filename)
-    prefix = os.path.join(root, "")
-    if not os.path.normcase(path).startswith(os.path.normcase(prefix)):
+    rel = relative(root, os.path.abspath(filename))
+    if rel is None or _PACKAGE_DIRS.intersection(rel.split("/")):
         return None
-    parts = path[len(prefix) :].split(os.sep)
-    if _PACKAGE_DIRS.intersection(parts):
-        return None
-    return "/".join(parts)
+    return rel
 
 
 _IMPORT = re.compile(
@@ -208,9 +220,8 @@ def file_entry(
     fingerprints: Fingerprints, rel: str, ids: list[str], deps: Iterable[str]
 ) -> dict[str, Any] | None:
     """The cache entry for a file collected cleanly this run, or None if it cannot be read."""
-    path = fingerprints.rootdir / rel
     try:
-        stat = path.stat()
+        stat = os.stat(os.path.join(fingerprints.root, rel))
     except OSError:
         return None
     digest = fingerprints.digest(rel)

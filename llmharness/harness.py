@@ -158,13 +158,6 @@ _second = operator.itemgetter(1)
 _nodeid: Callable[[pytest.Item], str] = operator.attrgetter("nodeid")
 
 
-def _relative(rootdir: Path, path: Path) -> str | None:
-    try:
-        return path.relative_to(rootdir).as_posix()
-    except ValueError:
-        return None
-
-
 class CollectionTracker:
     """Applies a collection plan; notes what each collected file's collection depended on."""
 
@@ -191,7 +184,7 @@ class CollectionTracker:
             return (yield)
         before = set(sys.modules)
         report = yield
-        rel = _relative(self.rootdir, collector.path)
+        rel = collectcache.relative(self.fingerprints.root, os.fspath(collector.path))
         if rel is None or collector.nodeid != rel:
             return report
         if report.passed:
@@ -238,7 +231,7 @@ class CollectionPruner:
         skip = tracker.plan.skip
         if not skip:
             return None
-        rel = _relative(tracker.rootdir, collection_path)
+        rel = collectcache.relative(tracker.fingerprints.root, os.fspath(collection_path))
         if rel is not None and rel in skip:
             tracker.skipped.add(rel)
             return True
@@ -484,7 +477,8 @@ class Harness:
                 files.update(fresh)
                 for rel in failed:
                     files.pop(rel, None)
-                files = {rel: e for rel, e in files.items() if (self.rootdir / rel).is_file()}
+                root = str(self.rootdir)
+                files = {r: e for r, e in files.items() if os.path.isfile(os.path.join(root, r))}
                 self.store.save_collection(env, files)
         except StoreError as exc:
             self.recorder.warn(str(exc))

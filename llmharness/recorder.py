@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from llmharness import diff as diffing
 from llmharness import reporting
-from llmharness.reporting import FAILING, PASS_LINE, TestResult, json_str, pass_json_line
+from llmharness.reporting import FAILING, TestResult, pass_json_line
 from llmharness.sampling import Sample
 from llmharness.store import (
     SCHEMA,
@@ -419,7 +419,8 @@ class RunRecorder:
                     self._set_up[nodeid] = duration
                     return
             elif when == "call":
-                if not hasattr(report, "wasxfail"):
+                # Not hasattr: a missing attribute raises (and drops) an AttributeError.
+                if "wasxfail" not in report.__dict__:
                     before = self._set_up.pop(nodeid, None)
                     if before is not None:
                         self._called[nodeid] = before + duration
@@ -429,17 +430,14 @@ class RunRecorder:
                 if before is not None:  # _finish for a test that passed in every phase
                     duration += before
                     self._passed[nodeid] = duration  # self.results.add_pass
-                    if self._appender is not None and -1e300 < duration < 1e300:
-                        # _write_result(pass_json_line(...)) in C calls: one os.write
-                        data = PASS_LINE(json_str(nodeid), duration).encode()
+                    if self._appender is not None:  # _write_result, with one call less
+                        data = (pass_json_line(nodeid, duration) + "\n").encode()  # ASCII
                         try:
                             written = self._appender.write_bytes(data)
                             if written != len(data):
                                 self._appender.write_rest(data, written)
                         except (OSError, ValueError):
                             pass  # as in _write_result
-                    else:
-                        self._write_result(pass_json_line(nodeid, duration))
                     if time.monotonic() >= self.due:
                         self.on_due()
                     return
