@@ -55,7 +55,6 @@ class Fingerprints:
     """Content hashes of files under the rootdir, each read at most once per run."""
 
     def __init__(self, rootdir: Path) -> None:
-        self.rootdir = rootdir
         self.root = str(rootdir)  # paths are joined as strings: pathlib costs each file more
         self._seen: dict[str, str | None] = {}
 
