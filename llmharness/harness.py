@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import itertools
 import math
 import operator
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from llmharness import collectcache, reporting, sampling
+from llmharness import collectcache, collection, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
 from llmharness.recorder import RunRecorder
 from llmharness.store import Store, StoreError, new_run_id
@@ -48,7 +47,7 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
         if plan is not None:
             worker = WorkerSampler(config, Plan(**plan))
             config.pluginmanager.register(worker, "llmharness-worker")
-            _register_collection(
+            collection.register(
                 config, worker.tracker, bool(worker.plan.wanted or worker.plan.skip_files)
             )
             if worker.plan.deadline is not None:
@@ -62,7 +61,8 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
     config.pluginmanager.register(harness, "llmharness-harness")
     # Its pytest_runtest_logreport folds each report (three a test) with no call in between.
     config.pluginmanager.register(harness.recorder, "llmharness-recorder")
-    _register_collection(config, harness.tracker, settings.fast)
+    if harness.collection is not None:
+        collection.register(config, harness.collection.tracker, settings.fast)
     if harness.deadline is not None:
         limit = TimeLimit(harness.deadline, harness.stop_at_limit)
         config.pluginmanager.register(limit, "llmharness-limit")
@@ -87,18 +87,6 @@ def _settings(config: pytest.Config, options: Mapping[str, Any]) -> Settings:
         return load_settings(config.rootpath, cli, os.environ, str(ini) if ini else None)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmharness: {exc}") from None
-
-
-def _register_collection(
-    config: pytest.Config, tracker: CollectionTracker | None, may_prune: bool
-) -> None:
-    """Track collection for the cache; prune it only where a plan can leave files out (then
-    the per-name hook runs for every function of every test module)."""
-    if tracker is None:
-        return
-    config.pluginmanager.register(tracker, "llmharness-collection")
-    if may_prune:
-        config.pluginmanager.register(CollectionPruner(tracker), "llmharness-pruner")
 
 
 def _arm_timeout(config: pytest.Config, seconds: float | None) -> None:
@@ -158,93 +146,6 @@ _second = operator.itemgetter(1)
 _nodeid: Callable[[pytest.Item], str] = operator.attrgetter("nodeid")
 
 
-class CollectionTracker:
-    """Applies a collection plan; notes what each collected file's collection depended on."""
-
-    def __init__(self, rootdir: Path, plan: Callable[[], collectcache.CollectionPlan]) -> None:
-        self.rootdir = rootdir
-        self._make_plan = plan
-        self._plan: collectcache.CollectionPlan | None = None
-        self.deps: dict[str, set[str]] = {}  # files whose module collected cleanly
-        self.failed: set[str] = set()
-        self.skipped: set[str] = set()  # known files this process did not import
-        self.fingerprints = collectcache.Fingerprints(rootdir)
-
-    @property
-    def plan(self) -> collectcache.CollectionPlan:
-        if self._plan is None:
-            self._plan = self._make_plan()
-        return self._plan
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_make_collect_report(
-        self, collector: pytest.Collector
-    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-        if not isinstance(collector, pytest.Module):
-            return (yield)
-        before = set(sys.modules)
-        report = yield
-        rel = collectcache.relative(self.fingerprints.root, os.fspath(collector.path))
-        if rel is None or collector.nodeid != rel:
-            return report
-        if report.passed:
-            module = collector.obj if type(collector) is pytest.Module else None
-            loaded = set(sys.modules).difference(before)
-            source = self.fingerprints.text(rel) if module is not None else ""
-            found = collectcache.local_dependencies(self.rootdir, module, source, loaded)
-            self.deps.setdefault(rel, set()).update(found)
-        else:
-            self.failed.add(rel)
-        return report
-
-    def touched(self) -> set[str]:
-        """Known files this process skipped or collected only in part."""
-        return self.skipped | (set(self.deps) & set(self.plan.wanted))
-
-    def entries(self, nodeids: list[str]) -> dict[str, Any]:
-        """Cache entries for the files collected cleanly and in full this run, given the node
-        ids of all the items collected."""
-        # A tracked file's node id is its path from the rootdir (see pytest_make_collect_report):
-        # its items' ids start with it. Grouped by maps and per run of one file's items.
-        paths = map(_first, map(str.partition, nodeids, itertools.repeat("::")))
-        ids: dict[str, list[str]] = {}
-        for rel, run in itertools.groupby(zip(paths, nodeids, strict=True), key=_first):
-            ids.setdefault(rel, []).extend(map(_second, run))
-        entries = {}
-        for rel, deps in self.deps.items():
-            if rel in self.failed or rel in self.plan.wanted:
-                continue
-            entry = collectcache.file_entry(self.fingerprints, rel, ids.get(rel, []), deps)
-            if entry is not None:
-                entries[rel] = entry
-        return entries
-
-
-class CollectionPruner:
-    """Leaves out of collection what a tracker's plan says holds no sampled test."""
-
-    def __init__(self, tracker: CollectionTracker) -> None:
-        self.tracker = tracker
-
-    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
-        tracker = self.tracker
-        skip = tracker.plan.skip
-        if not skip:
-            return None
-        rel = collectcache.relative(tracker.fingerprints.root, os.fspath(collection_path))
-        if rel is not None and rel in skip:
-            tracker.skipped.add(rel)
-            return True
-        return None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str) -> Any:
-        plan = self.tracker.plan
-        if not plan.wanted or plan.keeps(collector.nodeid, name):
-            return None
-        return []  # no sampled test in it: build nothing (the tests count as deselected)
-
-
 class TimeLimit:
     """Starts no test past the deadline: registered only when a time limit is set."""
 
@@ -270,7 +171,7 @@ class WorkerSampler:
         self.collected: list[str] = []
         self.files: set[str] = set()
         self.tracker = (
-            CollectionTracker(
+            collection.CollectionTracker(
                 config.rootpath,
                 lambda: collectcache.CollectionPlan(
                     skip=frozenset(plan.skip_files),
@@ -383,105 +284,13 @@ class Harness:
         self._selected: list[str] | None = None
         self._selected_items: list[pytest.Item] | None = None  # node ids taken when needed
         self._durations: dict[str, float] | None = None
-        self.tracker = (
-            CollectionTracker(self.rootdir, self.collection_plan) if settings.fast_collect else None
+        self.collection = (
+            collection.CollectionCache(
+                config, self.store, self.plan.fraction, self.seed, self.recorder.warn
+            )
+            if settings.fast_collect
+            else None
         )
-        self._collection_cache: dict[str, Any] | None = None
-        self._collection_plan: collectcache.CollectionPlan | None = None
-        self._env_key: str | None = None
-        # (environment, changed entries, files that failed) for the cache, once collected
-        self._collection_update: tuple[str, dict[str, Any], set[str]] | None = None
-
-    # -- the collection cache ----------------------------------------------------------
-    def _cache(self) -> dict[str, Any]:
-        if self._collection_cache is None:
-            self._collection_cache = self.store.load_collection()
-        return self._collection_cache
-
-    def _environment(self) -> str:
-        if self._env_key is None:
-            plugins = [
-                collectcache.plugin_identity(dist)
-                for _, dist in self.config.pluginmanager.list_plugin_distinfo()
-            ]
-            args = [str(arg) for arg in self.config.invocation_params.args]
-            # Plugins named with -p shape collection as installed ones do.
-            named = [
-                arg
-                for before, arg in zip(["", *args], args, strict=False)
-                if arg.startswith("-p") or before == "-p"
-            ]
-            self._env_key = collectcache.environment_key(self.config.inipath, plugins, named)
-        return self._env_key
-
-    def _collection_filtered(self) -> bool:
-        """Whether options filter tests by more than node id (then collect everything)."""
-        names = ("keyword", "markexpr", "deselect", "lf", "stepwise")
-        return any(self.config.getoption(name, None) for name in names)
-
-    def collection_plan(self) -> collectcache.CollectionPlan:
-        """What this run's collection may leave out (nothing unless sampling by fraction)."""
-        if self._collection_plan is None:
-            self._collection_plan = collectcache.CollectionPlan()
-            plan = self.plan
-            if (
-                self.tracker is not None
-                and plan.fraction is not None
-                and not self._collection_filtered()
-            ):
-                cache = self._cache()
-                if cache["env"] == self._environment():
-                    self._collection_plan = collectcache.plan(
-                        self.tracker.fingerprints, cache["files"], plan.fraction, plan.seed
-                    )
-        return self._collection_plan
-
-    def _uncollected(self, touched: Collection[str], collected: Collection[str]) -> list[str]:
-        """Known tests of the files collection skipped or pruned: they count in the total."""
-        plan = self.collection_plan()
-        present = set(collected)
-        missing = [
-            nodeid
-            for rel in sorted(touched)
-            for nodeid in plan.known.get(rel, ())
-            if nodeid not in present
-        ]
-        self.recorder.uncollected = (sum(rel in plan.skip for rel in touched), len(missing))
-        return missing
-
-    def _release_collection(self) -> None:
-        """Collection is over: the cache and the plan's node ids need not stay in memory."""
-        self._collection_cache = {"env": "", "files": {}}
-        self._collection_plan = collectcache.CollectionPlan()
-
-    def _save_collection(self, entries: dict[str, Any], failed: Collection[str]) -> None:
-        """Keep what changed in the collection cache, to be written at the end of the run:
-        the store's lock is then never taken before the tests."""
-        env = self._environment()
-        cache = self._cache()
-        known = cache["files"] if cache["env"] == env else {}
-        fresh = {rel: e for rel, e in entries.items() if not _same_entry(known.get(rel), e)}
-        if cache["env"] == env and not fresh and not any(rel in known for rel in failed):
-            return
-        self._collection_update = (env, fresh, set(failed))
-
-    def _write_collection(self) -> None:
-        if self._collection_update is None:
-            return
-        env, fresh, failed = self._collection_update
-        self._collection_update = None
-        try:
-            with self.store.locked():
-                current = self.store.load_collection()
-                files = dict(current["files"]) if current["env"] == env else {}
-                files.update(fresh)
-                for rel in failed:
-                    files.pop(rel, None)
-                root = str(self.rootdir)
-                files = {r: e for r, e in files.items() if os.path.isfile(os.path.join(root, r))}
-                self.store.save_collection(env, files)
-        except StoreError as exc:
-            self.recorder.warn(str(exc))
 
     # -- helpers ---------------------------------------------------------------------
     def _store_warning(self, message: str) -> None:
@@ -531,13 +340,13 @@ class Harness:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         plan = self.plan
-        if self.tracker is not None:
-            collection = self.collection_plan()
+        if self.collection is not None:
+            planned = self.collection.plan()
             plan = dataclasses.replace(
                 plan,
                 track_collection=True,
-                skip_files=tuple(sorted(collection.skip)),
-                wanted={rel: sorted(ids) for rel, ids in collection.wanted.items()},
+                skip_files=tuple(sorted(planned.skip)),
+                wanted={rel: sorted(ids) for rel, ids in planned.wanted.items()},
             )
         node.workerinput[_WORKER_KEY] = dataclasses.asdict(plan)
 
@@ -546,17 +355,19 @@ class Harness:
         output = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
         recorder = self.recorder
         if output and recorder.collected is None:
-            uncollected = self._uncollected(output.get("touched", ()), output["collected"])
+            uncollected: list[str] = []
+            cache = output.get("cache")
+            if self.collection is not None and cache is not None:
+                uncollected = self.collection.collected(
+                    output["collected"], output["touched"], cache["entries"], cache["failed"]
+                )
+                recorder.uncollected = self.collection.uncollected_counts
             recorder.collected = list(output["collected"]) + uncollected
             recorder.collected_files = set(output["files"])
             if output.get("sample") is not None:
                 sample = sampling.Sample(**output["sample"])
                 total = sample.total + len(uncollected)
                 recorder.sample = dataclasses.replace(sample, total=total)
-            cache = output.get("cache")
-            if cache is not None:
-                self._save_collection(cache["entries"], cache["failed"])
-            self._release_collection()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -574,10 +385,12 @@ class Harness:
     ) -> Generator[None, None, None]:
         collected = list(map(_nodeid, items))
         uncollected: list[str] = []
-        if self.tracker is not None:
-            uncollected = self._uncollected(self.tracker.touched(), collected)
-            self._save_collection(self.tracker.entries(collected), self.tracker.failed)
-            self._release_collection()
+        if self.collection is not None:
+            tracker = self.collection.tracker
+            uncollected = self.collection.collected(
+                collected, tracker.touched(), tracker.entries(collected), tracker.failed
+            )
+            self.recorder.uncollected = self.collection.uncollected_counts
         self.recorder.collected = collected + uncollected
         yield
         plan = self.plan
@@ -693,7 +506,8 @@ class Harness:
             recorder.notes.append(f"TIMEOUT {text}")
         for line in self.internal_errors:
             recorder.notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
-        self._write_collection()
+        if self.collection is not None:
+            self.collection.write()
         complete = status == "complete" and int(exitstatus) != _EXIT_NO_TESTS
         # Read before finish(): a warning about it must reach log.txt and summary.json.
         baseline = self.store.load_baseline() if complete else None
@@ -741,9 +555,3 @@ class Harness:
             return os.path.relpath(log, self.invocation_dir)
         except ValueError:
             return str(log)
-
-
-def _same_entry(old: Any, new: Mapping[str, Any]) -> bool:
-    if not isinstance(old, dict):
-        return False
-    return all(old.get(key) == new[key] for key in ("hash", "ids", "deps"))
