@@ -104,17 +104,27 @@ def _print_summary(summary: RunSummary, records: Records) -> None:
     second = reporting.regressions_line(data.get("regressions"))
     if second:
         print(second)
+    notes = [str(note) for note in data.get("notes", ())]
+    notes += [records.later_note(run_id) for run_id in records.unfinished_after(summary.run_id)]
+    for note in notes[:3]:
+        print(f"note: {note}")
     if summary.failed:
         print(f"details: grep '^ERROR ' {records.root}/runs/{summary.run_id}/log.txt")
 
 
 def _print_regressions(diff: Regressions) -> None:
     against = diff.against or "each test's last known outcome"
-    print(
-        f"regressions of run {diff.run_id} vs {against}: {len(diff.new_failures)} new failures, "
-        f"{len(diff.new_tests_failing)} new tests failing, {len(diff.newly_skipped)} now skipped, "
-        f"{len(diff.fixed)} fixed, {len(diff.still_failing)} still failing, {diff.not_run} not run"
+    counts = ", ".join(
+        (
+            reporting.counted(len(diff.new_failures), "new failure", "new failures"),
+            reporting.counted(len(diff.new_tests_failing), "new test failing", "new tests failing"),
+            f"{len(diff.newly_skipped):,} now skipped",
+            f"{len(diff.fixed):,} fixed",
+            f"{len(diff.still_failing):,} still failing",
+            f"{diff.not_run:,} not run",
+        )
     )
+    print(f"regressions of run {diff.run_id} vs {against}: {counts}")
     shown = 0
     for label, items in (
         ("NEW FAILURE", diff.new_failures),

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import math
 import operator
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,10 @@ import pytest
 
 from llmharness import collectcache, collection, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
+from llmharness.crashes import CrashRecord, Signals
 from llmharness.recorder import RunRecorder
 from llmharness.store import Store, StoreError, new_run_id
+from llmharness.terminal import TERMINAL_FILE, CompactTerminal
 
 __all__ = ["Harness", "WorkerSampler", "configure", "unconfigure"]
 
@@ -36,6 +38,10 @@ _WORKER_KEY = "llmharness"
 _EXIT_INTERRUPTED = 2
 _EXIT_INTERNAL = 3
 _EXIT_NO_TESTS = 5
+# Invocations that only inform (nothing of llmharness runs) and that collect or set up without
+# running tests (sampled as usual, never recorded as a run), by their option's dest.
+_INFORMATIONAL = ("help", "version", "markers", "showfixtures", "show_fixtures_per_test")
+_NOT_RUNNING = ("collectonly", "setupplan", "setuponly")
 
 
 def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
@@ -54,11 +60,17 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
                 config.pluginmanager.register(TimeLimit(worker.plan.deadline), "llmharness-limit")
             _arm_timeout(config, worker.plan.test_timeout)
         return
+    if any(config.getoption(name, None) for name in _INFORMATIONAL):
+        return  # --help must work even where llmharness.yaml is broken
     settings = _settings(config, options)
     _arm_timeout(config, settings.test_timeout)
-    harness = Harness(config, settings)
+    record = not any(config.getoption(name, None) for name in _NOT_RUNNING)
+    harness = Harness(config, settings, record=record)
     config.stash[HARNESS_KEY] = harness
     config.pluginmanager.register(harness, "llmharness-harness")
+    if harness.terminal is not None:
+        # Registered now, before pytest's terminal reporter, which it replaces as it comes.
+        config.pluginmanager.register(harness.terminal, "llmharness-terminal")
     # Its pytest_runtest_logreport folds each report (three a test) with no call in between.
     config.pluginmanager.register(harness.recorder, "llmharness-recorder")
     if harness.collection is not None:
@@ -71,11 +83,18 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
 def unconfigure(config: pytest.Config) -> None:
     """Close the run's files and unregister what `configure` registered."""
     harness = config.stash.get(HARNESS_KEY, None)
-    if harness is not None:
-        harness.recorder.close()
-        del config.stash[HARNESS_KEY]
-        config.pluginmanager.unregister(harness.recorder)
-        config.pluginmanager.unregister(harness)
+    if harness is None:
+        return
+    harness.recorder.close()
+    if harness.crash is not None:
+        harness.crash.close(finished=harness.summary is not None)
+    if harness.terminal is not None:
+        harness.terminal.close()
+        config.pluginmanager.unregister(harness.terminal)
+    del config.stash[HARNESS_KEY]
+    config.pluginmanager.unregister(harness.recorder)
+    config.pluginmanager.unregister(harness)
+    harness.signals.end_process()
 
 
 def _settings(config: pytest.Config, options: Mapping[str, Any]) -> Settings:
@@ -170,6 +189,8 @@ class WorkerSampler:
         self.plan = plan
         self.collected: list[str] = []
         self.files: set[str] = set()
+        self.deselected = 0  # by -k, -m, --deselect and other plugins, not by the sample
+        self._sampling = False
         self.tracker = (
             collection.CollectionTracker(
                 config.rootpath,
@@ -186,6 +207,10 @@ class WorkerSampler:
         if report.passed and "::" not in report.nodeid:
             self.files.add(report.nodeid)
 
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        if not self._sampling:
+            self.deselected += len(items)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
@@ -198,9 +223,12 @@ class WorkerSampler:
         yield
         sample = None
         if self.plan.fraction is not None or self.plan.budget_s is not None:
+            self._sampling = True
             sample = dataclasses.asdict(_sample(config, items, self.plan))
+            self._sampling = False
         self.config.workeroutput[_WORKER_KEY] = {  # type: ignore[attr-defined]
             "collected": self.collected,
+            "deselected": self.deselected,
             "files": sorted(self.files),
             "sample": sample,
             "cache": cache,
@@ -209,16 +237,22 @@ class WorkerSampler:
 
 
 class Progress:
-    """Rare one-line progress: none in the first interval, then at most one per interval."""
+    """Rare one-line progress, a bounded number however long the run: none in the first
+    interval, then one each time the interval, doubled after each line, has passed again."""
+
+    MAX_LINES = 4
 
     def __init__(self, interval: float, started: float) -> None:
         self.interval = interval
         self.started = started
+        self.printed = 0
         self.due = started + interval  # time.monotonic() from which a line is due
 
     def line(self, done: int, failed: int, left: Callable[[], tuple[int, float | None]]) -> str:
         now = time.monotonic()
-        self.due = now + self.interval
+        self.printed += 1
+        self.interval *= 2
+        self.due = now + self.interval if self.printed < self.MAX_LINES else math.inf
         remaining, seconds = left()
         eta = f", ~{seconds:.0f}s left by recorded durations" if seconds is not None else ""
         return (
@@ -227,23 +261,13 @@ class Progress:
         )
 
 
-class _Discard(io.TextIOBase):
-    """A text stream that drops everything: where pytest's own reporter writes in compact mode."""
-
-    # len(text), what a write returns: a builtin, so the write of each test's progress letter
-    # is no Python call.
-    write = len  # type: ignore[assignment]
-
-    def isatty(self) -> bool:
-        return False
-
-
 class Harness:
     """The controller's plugin object: sampling, the run record and the compact output."""
 
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, record: bool = True) -> None:
         self.config = config
         self.settings = settings
+        self.record = record
         self.rootdir = config.rootpath
         root = Path(settings.store).expanduser()
         self.store_root = root if root.is_absolute() else self.rootdir / root
@@ -253,14 +277,13 @@ class Harness:
             if settings.agent_id is not None
             else sampling.machine_seed()
         )
-        self.compact = settings.compact_output and not config.getoption("collectonly")
+        self.compact = settings.compact_output and record
         self.started = time.monotonic()
         limit = settings.time_limit
         self.deadline = None if limit is None else time.time() + limit
         self.session: pytest.Session | None = None
         self.progress = Progress(settings.progress_interval, self.started)
         self.invocation_dir = config.invocation_params.dir
-        self._writer: Any = None
         self._pending_warnings: list[str] = []
         self.recorder = RunRecorder(
             self.store,
@@ -271,7 +294,17 @@ class Harness:
             max_reason_chars=settings.max_reason_chars,
             max_output_bytes=settings.max_output_bytes,
             argv=config.invocation_params.args,
+            record=record,
         )
+        self.terminal: CompactTerminal | None = None
+        if self.compact:
+            self.terminal = CompactTerminal(
+                config, self.recorder.dir if self.recorder.writable else None
+            )
+            if self.terminal.open() is None:
+                self.recorder.warn("cannot write a file for pytest's output: shown instead")
+        self.crash: CrashRecord | None = None
+        self.signals = Signals()
         for message in self._pending_warnings:
             self.recorder.warn(message)
         self._pending_warnings = []
@@ -280,7 +313,7 @@ class Harness:
         self.internal_errors: list[str] = []
         self.recorder.on_due = self._due
         self._set_due()
-        self.distributed = False
+        self._sampling = False
         self._selected: list[str] | None = None
         self._selected_items: list[pytest.Item] | None = None  # node ids taken when needed
         self._durations: dict[str, float] | None = None
@@ -316,26 +349,31 @@ class Harness:
         )
 
     def _print(self, line: str) -> None:
+        if self.terminal is not None:
+            self.terminal.write(line)
+            return
         # A test may have closed or replaced the terminal's stream: the record on disk stands.
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            writer = self._writer
-            if writer is not None:
-                writer.line(line)
-            else:
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     # -- session ---------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        self.distributed = self.config.pluginmanager.has_plugin("dsession")
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if self.compact and reporter is not None:
-            # No public API swaps a reporter's output; this keeps every plugin that holds the
-            # reporter (xdist does) writing into the void, while our lines go to the terminal.
-            self._writer = reporter._tw
-            reporter._tw = type(self._writer)(file=_Discard())
+        if not self.record or not self.recorder.writable:
+            return
+        self.signals.install()
+        # Under xdist the workers run the tests (xdist names the test a crashed worker ran).
+        if not self.config.pluginmanager.has_plugin("dsession"):
+            try:
+                self.crash = CrashRecord(self.recorder.dir)
+            except OSError as exc:
+                self.recorder.warn(f"cannot write the crash record: {exc.strerror or exc}")
+                return
+            if self.terminal is not None and self.terminal.in_run_folder:
+                self.crash.take_dumps()
+            self.config.pluginmanager.register(self.crash, "llmharness-crash")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -364,10 +402,9 @@ class Harness:
                 recorder.uncollected = self.collection.uncollected_counts
             recorder.collected = list(output["collected"]) + uncollected
             recorder.collected_files = set(output["files"])
+            recorder.deselected = int(output.get("deselected", 0))
             if output.get("sample") is not None:
-                sample = sampling.Sample(**output["sample"])
-                total = sample.total + len(uncollected)
-                recorder.sample = dataclasses.replace(sample, total=total)
+                recorder.sample = sampling.Sample(**output["sample"])
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -395,9 +432,16 @@ class Harness:
         yield
         plan = self.plan
         if plan.fraction is not None or plan.budget_s is not None:
+            self._sampling = True
             self.recorder.sample = _sample(config, items, plan, uncollected)
+            self._sampling = False
 
-    def pytest_report_collectionfinish(self) -> str | None:
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        if not self._sampling:  # the sample's own deselection is counted apart
+            self.recorder.deselected += len(items)
+
+    def pytest_report_collectionfinish(self, items: Sequence[pytest.Item]) -> str | None:
+        self.recorder.selected_count = len(items)
         if self.recorder.sample is None:
             return None
         return f"llmharness sample: {reporting.sample_text(self.recorder.sample_json())}"
@@ -436,6 +480,7 @@ class Harness:
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         if self._selected is None:
             self._selected = list(ids)
+            self.recorder.selected_count = len(ids)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._selected_items = session.items
@@ -483,8 +528,18 @@ class Harness:
         return "complete"
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.crash is not None:
+            self.config.pluginmanager.unregister(self.crash)
+            self.crash.mark("finishing the session")
+        if not self.record:
+            if self.collection is not None:
+                self.collection.write()
+            return
         status = self._status(int(exitstatus))
         recorder = self.recorder
+        if self.signals.received is not None:
+            name = signal.Signals(self.signals.received).name
+            recorder.notes.append(f"{name} received: the run was interrupted")
         if (
             recorder.collection_errors
             and int(exitstatus) == _EXIT_INTERRUPTED
@@ -518,7 +573,7 @@ class Harness:
         except Exception as exc:  # the record must never change the tests' outcome
             self._print(f"llmharness: internal error while recording the run: {exc!r}")
         if int(exitstatus) == _EXIT_INTERNAL:
-            self.pytest_terminal_summary()  # pytest skips that hook after an INTERNALERROR
+            self._print_compact()  # pytest skips the terminal summary after an INTERNALERROR
 
     def _prune(self, baseline: Mapping[str, Any] | None) -> None:
         protect = {self.recorder.run_id}
@@ -530,11 +585,29 @@ class Harness:
         except StoreError as exc:
             self.recorder.warn(str(exc))
 
-    def pytest_terminal_summary(self) -> None:
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        # The innermost wrapper: what runs inside it is other plugins' summaries (a coverage
+        # table), after pytest's own sections and before its short summary.
+        start = self.terminal.position() if self.terminal is not None else None
+        try:
+            return (yield)
+        finally:
+            if self.terminal is not None and start is not None:
+                self.terminal.count_plugin_lines(start)
+            self._print_compact()
+
+    def _print_compact(self) -> None:
         if not self.compact or self.summary is None:
             return
         summary = dict(self.summary)
         notes = list(summary.get("notes", ()))
+        if self.terminal is not None:
+            where = self.terminal.path
+            if self.terminal.in_run_folder:
+                notes[:0] = self.terminal.notes(self._hint(TERMINAL_FILE))
+            elif where is not None:
+                notes[:0] = self.terminal.notes(str(where))
         store_warnings = list(summary.get("store_warnings", ()))
         if store_warnings:
             more = len(store_warnings) - 1
@@ -545,13 +618,14 @@ class Harness:
             summary,
             self.recorder.error_lines,
             self.settings.max_lines,
-            log_hint=self._log_hint(),
+            log_hint=self._hint("log.txt"),
         ):
             self._print(line)
 
-    def _log_hint(self) -> str:
-        log = self.store_root / "last" / "log.txt"
+    def _hint(self, name: str) -> str:
+        """Where the latest run's file `name` is, as the user would type it from here."""
+        path = self.store_root / "last" / name
         try:
-            return os.path.relpath(log, self.invocation_dir)
+            return os.path.relpath(path, self.invocation_dir)
         except ValueError:
-            return str(log)
+            return str(path)

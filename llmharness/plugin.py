@@ -24,7 +24,7 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "--fast-fraction",
         "fast_fraction",
-        {"metavar": "F", "help": "fraction to sample, 0.01 or 1% (implies --fast; default 10%)"},
+        {"metavar": "F", "help": "fraction to sample, 0.01 or 1%% (implies --fast; default 10%%)"},
     ),
     (
         "--fast-budget",

@@ -54,6 +54,7 @@ from llmharness.store import (
     new_known,
     safe_name,
     unfinished_before,
+    unfinished_note,
 )
 
 __all__ = ["RunRecorder"]
@@ -237,6 +238,7 @@ class RunRecorder:
         max_reason_chars: int,
         max_output_bytes: int,
         argv: Iterable[str] = (),
+        record: bool = True,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -255,6 +257,8 @@ class RunRecorder:
         self.sample: Sample | None = None
         self.not_reached: list[str] = []
         self.collected: list[str] | None = None
+        self.deselected = 0  # by -k, -m, --deselect and other plugins, not by the sample
+        self.selected_count: int | None = None  # the tests to run, once collection is over
         self.collected_files: set[str] | None = None
         # (files not imported, known tests not built) by a --fast run's collection plan
         self.uncollected = (0, 0)
@@ -275,7 +279,8 @@ class RunRecorder:
         self._log_file: IO[str] = io.StringIO()
         self._writable = False
         self.argv = list(argv)
-        self._open(self.argv)
+        if record:  # not for --collect-only and the like: they record no run
+            self._open(self.argv)
         self.log = RunLog(self._log_file)
         self.log.info("START", run=run_id, agent=agent_id, seed=seed, pid=os.getpid())
 
@@ -303,6 +308,11 @@ class RunRecorder:
             self._appender = appender
         except OSError as exc:
             self.warn(f"cannot write the run record in {self.dir}: {exc.strerror or exc}")
+
+    @property
+    def writable(self) -> bool:
+        """Whether the run folder is being written."""
+        return self._writable
 
     def _restore_dir(self) -> None:
         """A test deleted the run folder (or the whole store): write it again from memory."""
@@ -559,7 +569,8 @@ class RunRecorder:
         }
         for other, other_status in unfinished_before(self.store, self.run_id):
             self.notes.append(
-                f"previous run {other} did not finish ({other_status}): llmharness summary {other}"
+                f"previous {unfinished_note(self.store, other, other_status)} "
+                f"(llmharness summary {other})"
             )
         failed_files = {error["nodeid"].split("::")[0] for error in self.collection_errors}
         write = update_history and bool(self.results)
@@ -686,30 +697,35 @@ class RunRecorder:
         return gone
 
     def sample_json(self) -> dict[str, Any]:
+        """How the tests were chosen: `total` is every test collected (or known and left
+        uncollected by the plan), `deselected` those options took out (-k, -m, --deselect,
+        other plugins), `selected` those left to run, in every mode."""
+        total = len(self.collected) if self.collected is not None else len(self.results)
         sample = self.sample
-        if sample is None:
-            total = len(self.collected) if self.collected is not None else len(self.results)
-            return {
-                "mode": "full",
-                "fraction": None,
-                "seed": self.seed,
-                "agent_id": self.agent_id,
-                "selected": total,
-                "total": total,
-            }
-        mode = "budget" if sample.budget_s is not None else "fraction"
-        return {
-            "mode": mode,
-            "fraction": sample.fraction,
-            "seed": sample.seed,
+        selected = self.selected_count
+        if selected is None:
+            selected = len(sample.selected) if sample is not None else total - self.deselected
+        data: dict[str, Any] = {
+            "mode": "full",
+            "fraction": None,
+            "seed": self.seed,
             "agent_id": self.agent_id,
-            "selected": len(sample.selected),
-            "total": sample.total,
-            "budget_s": sample.budget_s,
-            "expected_s": None if sample.expected_s is None else round(sample.expected_s, 3),
-            "uncollected_files": self.uncollected[0],
-            "uncollected_tests": self.uncollected[1],
+            "selected": selected,
+            "total": total,
+            "deselected": self.deselected,
         }
+        if sample is None:
+            return data
+        data["mode"] = "budget" if sample.budget_s is not None else "fraction"
+        data.update(
+            fraction=sample.fraction,
+            seed=sample.seed,
+            budget_s=sample.budget_s,
+            expected_s=None if sample.expected_s is None else round(sample.expected_s, 3),
+            uncollected_files=self.uncollected[0],
+            uncollected_tests=self.uncollected[1],
+        )
+        return data
 
     def close(self) -> None:
         self._appender = None

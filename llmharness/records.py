@@ -22,6 +22,7 @@ from llmharness.store import (
     find_store,
     is_run_id,
     unfinished_before,
+    unfinished_note,
 )
 
 __all__ = [
@@ -208,6 +209,7 @@ class Records:
             "counts": counts,
             "duration_s": None,
             "sample": {"seed": meta.get("seed"), "agent_id": meta.get("agent_id")},
+            "notes": [unfinished_note(self.store, run_id, status)],
         }
 
     def results(self, run_id: str) -> Iterator[dict[str, Any]]:
@@ -253,6 +255,13 @@ class Records:
             if other > run_id and self.store.run_status(other)[0] in {"incomplete", "running"}
         ]
 
+    def later_note(self, run_id: str) -> str:
+        """One line on a run, started after the one shown, that has not finished."""
+        status = self.store.run_status(run_id)[0]
+        if status == "running":
+            return f"run {run_id} is still running"
+        return unfinished_note(self.store, run_id, status)
+
     # -- regressions -------------------------------------------------------------------
     def _outcomes_of(self, run_id: str) -> dict[str, Known]:
         return {
@@ -273,9 +282,9 @@ class Records:
                 "not run, never as fixed or removed"
             )
         for other, other_status in unfinished_before(self.store, run_id):
-            notes.append(f"previous run {other} did not finish ({other_status})")
+            notes.append(f"previous {unfinished_note(self.store, other, other_status)}")
         for other in self.unfinished_after(run_id):
-            notes.append(f"run {other} did not finish (killed, crashed or still running)")
+            notes.append(self.later_note(other))
         if against is None:
             data = summary.data.get("regressions")
             if not isinstance(data, Mapping):

@@ -31,6 +31,7 @@ __all__ = [
     "aggregate",
     "cluster_key",
     "compact_lines",
+    "counted",
     "error_line",
     "format_counts",
     "parse_error_line",
@@ -169,6 +170,11 @@ def cluster_key(reason: str) -> str:
     key = _QUOTED.sub("'…'", key)
     key = _NUMBER.sub("N", key)
     return " ".join(key.split())[:160]
+
+
+def counted(number: int, one: str, many: str) -> str:
+    """`1 new failure`, `2 new failures`: a count with the word that agrees with it."""
+    return f"{number:,} {one if number == 1 else many}"
 
 
 def format_counts(counts: Mapping[str, int]) -> str:
@@ -340,6 +346,8 @@ def sample_text(sample: Mapping[str, Any]) -> str:
         details.append(f"fast {' '.join(what)}: {selected:,} of {total:,}")
     else:
         details.append("full run")
+    if sample.get("deselected"):
+        details.append(f"{sample['deselected']:,} deselected")
     if sample.get("agent_id") is not None:
         details.append(f"agent {sample['agent_id']}")
     details.append(f"seed {sample.get('seed')}")
@@ -357,16 +365,16 @@ def regressions_line(diff: Mapping[str, Any] | None) -> str | None:
     if diff.get("against") is None and not diff.get("known_before"):
         return "regressions: no earlier outcomes recorded; this run is the baseline"
     parts = []
-    for key, label in (
-        ("new_failures", "new failures"),
-        ("new_tests_failing", "new tests failing"),
-        ("newly_skipped", "passing tests now skipped"),
-        ("fixed", "fixed"),
-        ("still_failing", "still failing"),
+    for key, one, many in (
+        ("new_failures", "new failure", "new failures"),
+        ("new_tests_failing", "new test failing", "new tests failing"),
+        ("newly_skipped", "passing test now skipped", "passing tests now skipped"),
+        ("fixed", "fixed", "fixed"),
+        ("still_failing", "still failing", "still failing"),
     ):
         number = len(diff.get(key, ()))
         if number:
-            parts.append(f"{number} {label}")
+            parts.append(counted(number, one, many))
     text = ", ".join(parts) if parts else "none"
     return f"regressions: {text} (vs last known outcome of each test)"
 

@@ -608,3 +608,13 @@ def unfinished_before(store: Store, run_id: str) -> list[tuple[str, str]]:
         elif status != "running":
             break
     return found[::-1]
+
+
+def unfinished_note(store: Store, run_id: str, status: str) -> str:
+    """One line on a run that did not finish: what it was doing when it ended, if it says."""
+    from llmharness.crashes import describe
+
+    what = describe(store.runs_dir / run_id) if status == "incomplete" else None
+    if what is None:
+        return f"run {run_id} did not finish ({status})"
+    return f"run {run_id} {what}"

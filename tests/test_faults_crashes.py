@@ -107,7 +107,9 @@ class Expect:
 KINDS = {
     "os_exit": Expect("exit", None, "incomplete", 1, True),
     "segfault": Expect("segv", None, "incomplete", -signal.SIGSEGV, True),
-    "sigterm": Expect("sleep", signal.SIGTERM, "incomplete", -signal.SIGTERM, False),
+    # Recorded as interrupted, then ended by the signal, as pytest alone would be.
+    "sigterm": Expect("sleep", signal.SIGTERM, "interrupted", -signal.SIGTERM, False),
+    "sighup": Expect("sleep", signal.SIGHUP, "interrupted", -signal.SIGHUP, False),
     "sigkill": Expect("sleep", signal.SIGKILL, "incomplete", -signal.SIGKILL, False),
     "sigint": Expect("sleep", signal.SIGINT, "interrupted", pytest.ExitCode.INTERRUPTED, False),
 }
@@ -147,6 +149,7 @@ def _default_signals() -> None:
     # KeyboardInterrupt. Ctrl-C must reach pytest as it does on a terminal.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _start(root: Path, *args: str, mode: str = "") -> subprocess.Popen[str]:

@@ -69,9 +69,9 @@ def test_pytest_does_not_rewrite_the_plugins_modules(pytester: pytest.Pytester) 
 def test_per_test_hooks_only_for_the_options_that_need_them(
     pytester: pytest.Pytester, options: list[str], extra: set[str]
 ) -> None:
-    expected = sorted(
-        {"llmharness-harness", "llmharness-recorder", "llmharness-collection"} | extra
-    )
+    # The crash record's hook names each test as it starts: a run that segfaults says where.
+    ours = {"llmharness-harness", "llmharness-recorder", "llmharness-collection", "llmharness-crash"}
+    expected = sorted(ours | extra)
     pytester.makepyfile(
         test_hooks=f"""
         def test_hooks(pytestconfig):

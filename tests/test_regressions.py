@@ -77,7 +77,7 @@ def test_passing_test_made_to_skip_is_reported(pytester: pytest.Pytester) -> Non
     _suite(pytester, skipped=7)
     result = pytester.runpytest("--agent-id", "1")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["regressions: 1 passing tests now skipped*"])
+    result.stdout.fnmatch_lines(["regressions: 1 passing test now skipped*"])
     diff = cli_json(pytester, "regressions")
     assert diff["newly_skipped"] == [
         {
