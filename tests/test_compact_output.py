@@ -164,3 +164,65 @@ def test_exit_code_is_pytests_own(pytester: pytest.Pytester) -> None:
     assert pytester.runpytest("--agent-id", "1").ret == 1
     assert pytester.runpytest("--agent-id", "1", "-k", "nothing_matches").ret == 5
     assert pytester.runpytest("--agent-id", "1", "--no-such-flag").ret == 4
+
+
+_SUMMARY_PLUGIN = """
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_sep("-", "table of a plugin")
+    terminalreporter.write_line("row 1")
+    terminalreporter.write_line("row 2")
+"""
+
+
+def test_other_plugins_output_is_kept_and_pointed_to(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ok="def test_a(): pass\ndef test_b(): assert 0")
+    pytester.makeconftest(_SUMMARY_PLUGIN)
+    result = pytester.runpytest("--agent-id", "1")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "llmharness: FAILED 1 failed, 1 passed in *",
+            "regressions: no earlier outcomes recorded*",
+            "other plugins wrote 3 lines: .llmharness/last/terminal.txt",
+            "ERROR test_ok.py::test_b AssertionError: assert 0 (test_ok.py:2)",
+        ],
+        consecutive=True,
+    )
+    result.stdout.no_fnmatch_line("*row 1*")
+    # Everything pytest wrote is in the file, in pytest's own order.
+    kept = (pytester.path / ".llmharness" / "last" / "terminal.txt").read_text()
+    lines = kept.splitlines()
+    assert lines[0].startswith("=") and "test session starts" in lines[0]
+    assert any(line.startswith("_") and "test_b" in line for line in lines)  # the failure
+    plugin = lines.index("row 1")
+    assert lines[plugin - 1].startswith("-") and "table of a plugin" in lines[plugin - 1]
+    assert lines[plugin + 1] == "row 2"
+    assert "short test summary info" in kept[kept.index("row 2") :]
+
+
+def test_no_pointer_line_when_no_plugin_wrote_anything(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ok="def test_a(): pass")
+    result = pytester.runpytest("--agent-id", "1")
+    assert result.ret == 0
+    result.stdout.no_fnmatch_line("*other plugins wrote*")
+    assert (pytester.path / ".llmharness" / "last" / "terminal.txt").stat().st_size > 0
+
+
+def test_whole_output_of_a_long_failing_run_is_bounded(pytester: pytest.Pytester) -> None:
+    """The cap of 8 lines, plus at most 4 progress lines however long the run."""
+    pytester.makepyfile(
+        test_slow="""
+        import time, pytest
+        @pytest.mark.parametrize("i", range(40))
+        def test_slow(i):
+            time.sleep(0.05)
+            assert i % 3
+        """
+    )
+    pytester.makefile(".yaml", llmharness="progress_interval: 0.05\n")
+    result = pytester.runpytest("--agent-id", "1")
+    assert result.ret == 1
+    lines = [line for line in result.outlines if line.strip()]
+    progress = [line for line in lines if line.startswith("llmharness: progress ")]
+    assert 1 <= len(progress) <= 4, progress
+    assert len(lines) - len(progress) <= 8, lines

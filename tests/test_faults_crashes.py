@@ -475,3 +475,34 @@ def test_xdist_worker_crash_counts_the_test_as_failed(
     diff = _cli(capsys, root, "regressions", "--json").json()
     assert [item["nodeid"] for item in diff["new_failures"]] == [CRASHER]
     assert _cli(capsys, root, "regressions", "--check").ret == 1
+
+
+@pytest.mark.parametrize("kind", ["segfault", "os_exit", "sigkill"])
+def test_the_test_a_dead_run_was_running_is_named(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], crashes: Crashes, kind: str
+) -> None:
+    crash = crashes.copy(kind, pytester.path)
+    run_dir = crash.root / ".llmharness" / "runs" / crash.run_id
+    # Compact mode: at most 8 lines, and Python's fault handler dump went to the run folder.
+    assert len([line for line in crash.out.splitlines() if line.strip()]) <= 8, crash.out
+    assert "Fatal Python error" not in crash.out + crash.err
+    if kind == "segfault":
+        what = f"crashed while running {CRASHER}: Fatal Python error: Segmentation fault"
+        dump = (run_dir / "crash.txt").read_text(encoding="utf-8")
+        assert "Fatal Python error: Segmentation fault" in dump
+        assert "line 8 in test_b_crash" in dump  # the dump shows the test's own frame
+    else:
+        what = f"ended while running {CRASHER} (the process exited, was killed or crashed)"
+    # `llmharness summary RUN` says it in one line, and so does the latest run's summary.
+    summary = _cli(capsys, crash.root, "summary", crash.run_id)
+    assert f"note: run {crash.run_id} {what}" in summary.lines, summary.lines
+    latest = _cli(capsys, crash.root, "summary")
+    assert f"note: run {crash.run_id} {what}" in latest.lines, latest.lines
+    # The next run names it among its few lines.
+    result = pytester.runpytest(*ARGS)
+    result.stdout.fnmatch_lines(
+        [f"previous run {crash.run_id} {what} (llmharness summary {crash.run_id})"]
+    )
+    # A run that finishes keeps no crash record.
+    next_id = json.loads((crash.root / ".llmharness/last/summary.json").read_text())["run_id"]
+    assert not (crash.root / ".llmharness" / "runs" / next_id / "crash.txt").exists()

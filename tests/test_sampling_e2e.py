@@ -195,3 +195,42 @@ def test_xdist_workers_select_the_serial_set(pytester: pytest.Pytester, suite: l
     assert set(distributed.outcomes.values()) == {"passed"}
     keys = ("mode", "fraction", "seed", "agent_id", "selected", "total")
     assert {k: distributed.sample[k] for k in keys} == {k: serial.sample[k] for k in keys}
+
+
+_MARKED = """
+import pytest
+
+@pytest.mark.parametrize("i", range(30))
+def test_quick(i):
+    pass
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", range(10))
+def test_slow(i):
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_selected_and_total_mean_the_same_in_every_mode(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """`total` counts every test collected, `deselected` those that options (here addopts'
+    `-m`) took out, `selected` those left to run, in a full run and in a sample alike."""
+    pytester.makepyfile(test_marked=_MARKED)
+    pytester.makeini("[pytest]\nmarkers = slow\naddopts = -m 'not slow'\n")
+    full = run_subprocess(pytester, "--agent-id", "7", *workers)
+    assert {k: full.sample[k] for k in ("selected", "total", "deselected")} == {
+        "selected": 30,
+        "total": 40,
+        "deselected": 10,
+    }
+    fast = run_subprocess(pytester, "--agent-id", "7", "--fast-fraction", "50%", *workers)
+    quick = [f"test_marked.py::test_quick[{i}]" for i in range(30)]
+    expected = select(quick, 0.5, agent_seed("7")).selected
+    assert fast.ran == frozenset(expected)
+    assert {k: fast.sample[k] for k in ("selected", "total", "deselected")} == {
+        "selected": len(expected),
+        "total": 40,
+        "deselected": 10,
+    }
