@@ -41,6 +41,7 @@ class Settings:
     max_reason_chars: int = 300
     max_output_bytes: int = 65536
     fast_collect: bool = True
+    bytecode_cache: bool | None = None  # None: on when Python may not write bytecode
     config_file: str | None = None
 
     @property
@@ -75,7 +76,7 @@ def _parse_bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _parse_compact(value: Any) -> bool | None:
+def _parse_auto(value: Any) -> bool | None:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
     return _parse_bool(value)
@@ -148,7 +149,7 @@ def _agent(value: Any) -> str:
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "store": _text,
-    "compact": _parse_compact,
+    "compact": _parse_auto,
     "max_lines": _int_at_least(3),
     "fast": _parse_bool,
     "fast_fraction": _optional(parse_fraction),
@@ -162,6 +163,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_reason_chars": _int_at_least(40),
     "max_output_bytes": _int_at_least(0),
     "fast_collect": _parse_bool,
+    "bytecode_cache": _parse_auto,
 }
 KEYS = tuple(_PARSERS)
 _VERBATIM = frozenset({"seed", "agent_id"})

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from llmharness import collectcache, collection, reporting, sampling
+from llmharness import bytecode, collectcache, collection, reporting, sampling
+from llmharness.bytecode import BytecodeCache
 from llmharness.config import ConfigError, Settings, load_settings
 from llmharness.crashes import CrashRecord, Signals
 from llmharness.recorder import RunRecorder
@@ -59,6 +60,8 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
             if worker.plan.deadline is not None:
                 config.pluginmanager.register(TimeLimit(worker.plan.deadline), "llmharness-limit")
             _arm_timeout(config, worker.plan.test_timeout)
+            if worker.plan.pycache is not None:
+                BytecodeCache(Path(worker.plan.pycache)).start()  # the controller cleans up
         return
     if any(config.getoption(name, None) for name in _INFORMATIONAL):
         return  # --help must work even where llmharness.yaml is broken
@@ -94,6 +97,8 @@ def unconfigure(config: pytest.Config) -> None:
     del config.stash[HARNESS_KEY]
     config.pluginmanager.unregister(harness.recorder)
     config.pluginmanager.unregister(harness)
+    if harness.bytecode is not None:
+        harness.bytecode.stop()
     harness.signals.end_process()
 
 
@@ -136,6 +141,7 @@ class Plan:
     skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
     wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
     test_timeout: float | None = None
+    pycache: str | None = None  # the store's bytecode cache, when the run uses it
 
 
 def _sample(
@@ -305,6 +311,11 @@ class Harness:
                 self.recorder.warn("cannot write a file for pytest's output: shown instead")
         self.crash: CrashRecord | None = None
         self.signals = Signals()
+        self.bytecode: BytecodeCache | None = None
+        if bytecode.wanted(settings.bytecode_cache) and self._store_ready():
+            # Before collection imports the first test module.
+            self.bytecode = BytecodeCache(self.store_root / bytecode.PYCACHE)
+            self.bytecode.start()
         for message in self._pending_warnings:
             self.recorder.warn(message)
         self._pending_warnings = []
@@ -326,6 +337,14 @@ class Harness:
         )
 
     # -- helpers ---------------------------------------------------------------------
+    def _store_ready(self) -> bool:
+        """Whether the store folder exists (with the .gitignore that keeps it out of git)."""
+        try:
+            self.store.ensure()
+        except OSError:
+            return False
+        return True
+
     def _store_warning(self, message: str) -> None:
         recorder = getattr(self, "recorder", None)
         if recorder is None:
@@ -346,6 +365,7 @@ class Harness:
             store_root=str(self.store_root),
             deadline=self.deadline,
             test_timeout=settings.test_timeout,
+            pycache=str(self.bytecode.root) if self.bytecode is not None else None,
         )
 
     def _print(self, line: str) -> None:

@@ -19,6 +19,8 @@ from typing import IO, TextIO, cast
 
 import pytest
 
+from llmharness.reporting import counted
+
 __all__ = ["TERMINAL_FILE", "CompactTerminal"]
 
 TERMINAL_FILE = "terminal.txt"
@@ -70,6 +72,7 @@ class CompactTerminal:
         self.reporter: pytest.TerminalReporter | None = None
         #: Lines other plugins wrote in their terminal summaries (e.g. a coverage table).
         self.plugin_lines = 0
+        self._pointer_written = False
 
     def open(self) -> Path | None:
         """Open the file pytest's output is to go to: in the run folder, else a temporary file;
@@ -106,9 +109,29 @@ class CompactTerminal:
         ):
             return
         manager = self.config.pluginmanager
-        self.reporter = pytest.TerminalReporter(self.config, cast(TextIO, self.output))
+        self.reporter = reporter = pytest.TerminalReporter(self.config, cast(TextIO, self.output))
+        # What compact mode replaces is not rendered: every failure's full text is already in
+        # failures/ and its reason on an ERROR line, and rendering hundreds of tracebacks (with
+        # --showlocals, and a scan of all reports for each one's teardown) is slow.
+        reporter.reportchars = ""  # no short test summary
+        for name in ("summary_failures", "summary_errors"):
+            setattr(reporter, name, self._failures_pointer)
         manager.unregister(plugin)
-        manager.register(self.reporter, "terminalreporter")
+        manager.register(reporter, "terminalreporter")
+
+    def _failures_pointer(self) -> None:
+        reporter = self.reporter
+        if reporter is None or self.folder is None or self._pointer_written:
+            return  # summary_errors and summary_failures both lead here: one line for both
+        failing = len(reporter.stats.get("failed", ())) + len(reporter.stats.get("error", ()))
+        if failing:
+            reporter.write_sep("=", "FAILURES and ERRORS")
+            reporter.write_line(
+                f"{counted(failing, 'failure report', 'failure reports')}: one ERROR line each "
+                f"in log.txt, the full text in failures/ (in {self.folder}; not rendered here "
+                "in compact mode)"
+            )
+            self._pointer_written = True
 
     def position(self) -> int | None:
         """Where the next line written to the file will start (None without a file)."""
