@@ -604,6 +604,7 @@ class Harness:
                 self.store.prune(self.settings.keep_runs, protect)
         except StoreError as exc:
             self.recorder.warn(str(exc))
+        self.store.compress_results(protect)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_terminal_summary(self) -> Generator[None, None, None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from llmharness.store import (
     StoreError,
     find_store,
     is_run_id,
+    open_results,
     unfinished_before,
     unfinished_note,
 )
@@ -214,19 +216,27 @@ class Records:
 
     def results(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Each test result line of a run; a torn or garbled line (a killed run) is skipped."""
-        path = self.store.run_dir(run_id) / "results.jsonl"
         try:
-            handle = open(path, encoding="utf-8", errors="surrogatepass")  # noqa: SIM115
+            handle = open_results(self.store.run_dir(run_id))
         except OSError:
             return
+        if handle is None:
+            return
         with handle:
-            for line in handle:
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(item, dict) and isinstance(item.get("nodeid"), str):
-                    yield item
+            try:
+                for line in handle:
+                    try:
+                        item = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(item, dict) and isinstance(item.get("nodeid"), str):
+                        yield item
+            except (
+                OSError,
+                EOFError,
+                zlib.error,
+            ):  # a truncated or corrupt .gz: what was read stands
+                self.warnings.append(f"run {run_id}: results file is damaged; read in part")
 
     def history(self) -> list[RunInfo]:
         """Every run in the store, oldest first."""

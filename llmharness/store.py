@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
 import itertools
 import json
@@ -21,9 +22,10 @@ import secrets
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import IO, Any, NamedTuple, cast
 
 from llmharness.reporting import json_duration, json_number
 
@@ -42,6 +44,8 @@ SCHEMA = 1
 INDEX_FILE = "index.json"
 BASELINE_FILE = "baseline.json"
 COLLECTION_FILE = "collection.json"
+RESULTS_FILE = "results.jsonl"
+RESULTS_GZ = "results.jsonl.gz"
 # index.json as save_index lays it out: one entry a line between these two lines.
 _INDEX_HEAD = f'{{"schema":{SCHEMA},"tests":{{\n'
 _INDEX_TAIL = "}}\n"
@@ -582,6 +586,34 @@ class Store:
             except OSError as exc:
                 self._warn(f"{link}: could not update the pointer ({exc.strerror or exc})")
 
+    def pointed_to(self) -> set[str]:
+        """The runs `last` and each agent's pointer name: the ones agents read first."""
+        pointers = {self.root / "last"}
+        agents = self.root / "agents"
+        with contextlib.suppress(OSError):
+            # A pointer is a symlink, or a .txt file where there are no symlinks.
+            pointers |= {agents / name.removesuffix(".txt") for name in os.listdir(agents)}
+        found = {self._read_pointer(path) for path in pointers}
+        return {run_id for run_id in found if run_id is not None}
+
+    def compress_results(self, keep: set[str]) -> None:
+        """Gzip the results of finished runs nobody points to (results.jsonl -> .gz): about a
+        tenth of the room. The runs in `keep` and the pointed-to ones stay plain, for grep."""
+        keep = keep | self.pointed_to()
+        for run_id in self.list_runs():
+            folder = self.runs_dir / run_id
+            plain = folder / RESULTS_FILE
+            if run_id in keep or not (folder / "summary.json").exists() or not plain.exists():
+                continue
+            try:
+                _atomic_write_chunks(folder / RESULTS_GZ, _gzipped(plain))
+                plain.unlink()
+            except FileNotFoundError:
+                continue  # another process compressed it first
+            except OSError as exc:
+                self._warn(f"{plain}: could not compress ({exc.strerror or exc}); kept as is")
+                return
+
     def prune(self, keep: int, protect: set[str]) -> list[str]:
         """Delete the oldest finished runs beyond `keep`; never a protected or running one."""
         runs = self.list_runs()
@@ -592,6 +624,25 @@ class Store:
             shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
             removed.append(run_id)
         return removed
+
+
+def _gzipped(path: Path) -> Iterator[bytes]:
+    """The file's content, gzip-compressed, a chunk at a time."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            yield compressor.compress(chunk)
+    yield compressor.flush()
+
+
+def open_results(folder: Path) -> IO[str] | None:
+    """A run's results, plain or compressed, as text; None when it has none."""
+    for _ in range(2):  # a finished run's file may be compressed between the two looks
+        with contextlib.suppress(FileNotFoundError):
+            return open(folder / RESULTS_FILE, encoding="utf-8", errors="surrogatepass")
+        with contextlib.suppress(FileNotFoundError):
+            return gzip.open(folder / RESULTS_GZ, "rt", encoding="utf-8", errors="surrogatepass")
+    return None
 
 
 UNFINISHED = frozenset({"incomplete", "interrupted", "internal-error"})
