@@ -484,9 +484,12 @@ class RunRecorder:
         reason = None
         failure_file = None
         if outcome in FAILING:
-            reason = reporting.sanitize(
-                "; ".join(pending.reasons) or "failed without a report", self.max_reason
-            )
+            if len(pending.reasons) == 1:
+                # Already one bounded line: cut again, its marker would lose the count.
+                reason = pending.reasons[0]
+            else:
+                joined = "; ".join(pending.reasons) or "failed without a report"
+                reason = reporting.sanitize(joined, self.max_reason)
             failure_file = self._failure_file(
                 nodeid, outcome, pending.phase, reason, pending.texts, pending.sections
             )
