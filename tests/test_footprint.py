@@ -70,7 +70,8 @@ def test_per_test_hooks_only_for_the_options_that_need_them(
     pytester: pytest.Pytester, options: list[str], extra: set[str]
 ) -> None:
     # The crash record's hook names each test as it starts: a run that segfaults says where.
-    ours = {"llmharness-harness", "llmharness-recorder", "llmharness-collection", "llmharness-crash"}
+    ours = {"llmharness-harness", "llmharness-recorder", "llmharness-collection"}
+    ours.add("llmharness-crash")
     expected = sorted(ours | extra)
     pytester.makepyfile(
         test_hooks=f"""
