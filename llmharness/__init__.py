@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmharness.records import (
+    from llmharness.reader import (
         Change,
         NoRecordError,
         Records,
@@ -50,15 +50,15 @@ def __getattr__(name: str) -> Any:
     # pytest imports this package in every run, for its plugin: the records API, which the
     # plugin does not need, is imported on first use.
     if name in _RECORDS:
-        from llmharness import records
+        from llmharness import reader
 
-        return getattr(records, name)
+        return getattr(reader, name)
     raise AttributeError(f"module 'llmharness' has no attribute {name!r}")
 
 
 def summary(run: str | None = None, directory: PathLike | None = None) -> RunSummary:
     """The aggregates of a run (default: the latest finished run in the nearest store)."""
-    from llmharness.records import Records
+    from llmharness.reader import Records
 
     return Records(directory).summary(run)
 
@@ -67,13 +67,13 @@ def regressions(
     run: str | None = None, against: str | None = None, directory: PathLike | None = None
 ) -> Regressions:
     """A run's regression diff, against each test's last known outcome, a run or `baseline`."""
-    from llmharness.records import Records
+    from llmharness.reader import Records
 
     return Records(directory).regressions(run, against)
 
 
 def history(directory: PathLike | None = None) -> list[RunInfo]:
     """Every recorded run, oldest first."""
-    from llmharness.records import Records
+    from llmharness.reader import Records
 
     return Records(directory).history()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from llmharness import reporting
-from llmharness.records import NoRecordError, Records, Regressions, RunSummary
+from llmharness.reader import NoRecordError, Records, Regressions, RunSummary
 
 __all__ = ["main"]
 

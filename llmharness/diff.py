@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmharness.reporting import FAILING, TestResult
@@ -64,24 +64,6 @@ class DiffBuilder:
             self.lists["fixed"].append(_item(result, old, known))
         elif old in PASSING and now in NOT_RUN_ON_PURPOSE:
             self.lists["newly_skipped"].append(_item(result, old, known))
-
-    def compare_pass(self, nodeid: str, duration: float, known: Known | None) -> None:
-        """compare() of a plain pass (outcome passed in the call), without its TestResult."""
-        if known is None:
-            self.new_tests += 1
-            return
-        self.compared += 1
-        if known.outcome in FAILING:
-            result = TestResult(nodeid, "passed", "call", duration)
-            self.lists["fixed"].append(_item(result, known.outcome, known))
-
-    def quiet_passes(self, nodeids: Collection[str]) -> None:
-        """known() and compare_pass() of tests that passed this run and were not failing
-        before: they are only counted, and counting them needs no step per test."""
-        self.known_before += len(nodeids)
-        self.compared += len(nodeids)
-        if self._prefixes:
-            self.unknown += sum(nodeid.startswith(self._prefixes) for nodeid in nodeids)
 
     def result(self, *, run_id: str, against: str | None) -> dict[str, Any]:
         for items in self.lists.values():

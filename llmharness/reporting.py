@@ -13,15 +13,11 @@ first line of its message and `(file:line)`, with control characters escaped (`\
 
 from __future__ import annotations
 
-import functools
 import heapq
-import itertools
 import json
-import math
-import operator
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,37 +38,10 @@ __all__ = [
 #: pytest's outcome words, in the order pytest prints them.
 OUTCOMES = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
 FAILING = frozenset({"failed", "error"})
-SCHEMA = 1
 _BARE_NODEID = re.compile(r'^[^\s"\\\x00-\x1f\x7f-\x9f]+$')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-#: A str as a JSON string, ASCII-escaped as json.dumps writes it by default.
-json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
-
-
-def json_number(value: float) -> str:
-    """A float as json.dumps writes it (`NaN` and `Infinity` for the non-finite)."""
-    return repr(value) if math.isfinite(value) else json.dumps(value)
-
-
-def json_duration(seconds: float) -> str:
-    """A duration to the microsecond as JSON: the number round(seconds, 6), written with six
-    decimals (which is cheaper than rounding and writing the shortest form)."""
-    return f"{seconds:.6f}" if math.isfinite(seconds) else json.dumps(seconds)
-
-
-def pass_json_line(nodeid: str, duration: float) -> str:
-    """TestResult(nodeid, "passed", "call", duration).to_json_line(), without the object."""
-    if not -1e300 < duration < 1e300:  # NaN or infinite: not written by the format below
-        return TestResult(nodeid, "passed", "call", duration).to_json_line()
-    # An f-string: cheaper than a bound str.format, which parses its template at each call.
-    return (
-        f'{{"nodeid": {json_str(nodeid)}, "outcome": "passed", "phase": "call", '
-        f'"duration": {duration:.6f}}}'
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +54,6 @@ class TestResult:
     duration: float
     reason: str | None = None
     failure_file: str | None = None
-
-    def to_json_line(self) -> str:
-        """`json.dumps(self.to_json())`, written directly: this runs once per test."""
-        line = (
-            f'{{"nodeid": {json_str(self.nodeid)}, "outcome": {json_str(self.outcome)}, '
-            f'"phase": {json_str(self.phase)}, "duration": {json_duration(self.duration)}'
-        )
-        if self.reason is not None:
-            line += f', "reason": {json_str(self.reason)}'
-        if self.failure_file is not None:
-            line += f', "failure_file": {json_str(self.failure_file)}'
-        return line + "}"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -188,53 +145,28 @@ def format_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) or "no tests ran"
 
 
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
-
-
 def aggregate(
-    results: Collection[TestResult],
+    results: Iterable[TestResult],
     collection_errors: Sequence[Mapping[str, str]] = (),
     slowest: int = 10,
     clusters: int = 20,
-    *,
-    passes: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Pre-computed statistics of a run: counts, pass rate, per file/dir, slowest, clusters.
-
-    `passes` adds the plain passes (node id: duration) that `results` leaves out: most of a
-    run's tests, counted without building an object for each.
-    """
+    """Pre-computed statistics of a run: counts, pass rate, per file/dir, slowest, clusters."""
     by_file: dict[str, Counter[str]] = {}
     file_time: dict[str, float] = {}
     groups: dict[str, list[TestResult]] = {}
-
-    def file_counter(path: str) -> Counter[str]:
-        counter = by_file.get(path)
-        if counter is None:
-            counter = by_file[path] = Counter()
-            file_time[path] = 0.0
-        return counter
-
-    if passes:
-        # By maps and per run of tests of one file, not per test: most tests are plain passes.
-        # (Nothing is held for all of them: a list of their paths alone would be a megabyte.)
-        paths = map(_first, map(str.partition, passes, itertools.repeat("::")))
-        runs = itertools.groupby(zip(paths, passes.values(), strict=True), key=_first)
-        for path, run in runs:
-            durations = list(map(_second, run))
-            file_counter(path)["passed"] += len(durations)
-            # Added in order, as one at a time would be.
-            file_time[path] = functools.reduce(operator.add, durations, file_time[path])
-
-    for result in results:  # once per test: the rest works per file
+    timed: list[TestResult] = []
+    for result in results:
         path = result.nodeid.split("::", 1)[0]
-        file_counter(path)[result.outcome] += 1
-        file_time[path] += result.duration
+        by_file.setdefault(path, Counter())[result.outcome] += 1
+        file_time[path] = file_time.get(path, 0.0) + result.duration
+        timed.append(result)
         if result.outcome in FAILING and result.reason:
             groups.setdefault(cluster_key(result.reason), []).append(result)
     for error in collection_errors:
-        file_counter(error["nodeid"].split("::", 1)[0])["error"] += 1
+        path = error["nodeid"].split("::", 1)[0]
+        by_file.setdefault(path, Counter())["error"] += 1
+        file_time.setdefault(path, 0.0)
         groups.setdefault(cluster_key(error["reason"]), []).append(
             TestResult(error["nodeid"], "error", "collect", 0.0, error["reason"])
         )
@@ -246,21 +178,20 @@ def aggregate(
         counts.update(counter)
         by_dir.setdefault(directory, Counter()).update(counter)
         dir_time[directory] = dir_time.get(directory, 0.0) + file_time[path]
-    total_time = sum(file_time.values())
     ran = counts["passed"] + counts["failed"] + counts["error"]
-    timed = _slowest(results, passes or {}, slowest)
+    longest = heapq.nsmallest(slowest, timed, key=lambda r: (-r.duration, r.nodeid))
     for members in groups.values():
         members.sort(key=lambda member: member.nodeid)  # not the order xdist workers finish in
     ordered_groups = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     return {
         "counts": {outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
         "pass_rate": round(counts["passed"] / ran, 4) if ran else None,
-        "test_time_s": round(total_time, 3),
+        "test_time_s": round(sum(file_time.values()), 3),
         "by_file": _grouped(by_file, file_time),
         "by_dir": _grouped(by_dir, dir_time),
         "slowest": [
-            {"nodeid": nodeid, "duration_s": round(duration, 4), "outcome": outcome}
-            for nodeid, duration, outcome in timed
+            {"nodeid": r.nodeid, "duration_s": round(r.duration, 4), "outcome": r.outcome}
+            for r in longest
         ],
         "clusters": [
             {
@@ -272,25 +203,6 @@ def aggregate(
             for key, members in ordered_groups[:clusters]
         ],
     }
-
-
-def _slowest(
-    results: Iterable[TestResult], passes: Mapping[str, float], count: int
-) -> list[tuple[str, float, str]]:
-    """The `count` longest tests as (node id, duration, outcome), ties by node id."""
-    if count <= 0:
-        return []
-    timed = [
-        (r.nodeid, r.duration, r.outcome)
-        for r in heapq.nsmallest(count, results, key=lambda r: (-r.duration, r.nodeid))
-    ]
-    top = sorted(passes.values(), reverse=True)[:count]  # bare floats: no key per test
-    if top:
-        floor = top[-1]  # every pass that can be among the longest is at least this long
-        longest = itertools.compress(passes.items(), map(floor.__le__, passes.values()))
-        timed.extend((nodeid, d, "passed") for nodeid, d in longest)
-    timed.sort(key=lambda item: (-item[1], item[0]))
-    return timed[:count]
 
 
 def _grouped(

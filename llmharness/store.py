@@ -9,13 +9,9 @@ reported through `on_warning`; readers then carry on with the default.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
-import itertools
 import json
-import math
-import operator
 import os
 import re
 import secrets
@@ -25,9 +21,10 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, Any
 
-from llmharness.reporting import json_duration, json_number
+from llmharness import index
+from llmharness.index import INDEX_FILE, IndexBroken, Known
 
 __all__ = [
     "INDEX_FILE",
@@ -41,143 +38,17 @@ __all__ = [
 ]
 
 SCHEMA = 1
-INDEX_FILE = "index.json"
 BASELINE_FILE = "baseline.json"
 COLLECTION_FILE = "collection.json"
 RESULTS_FILE = "results.jsonl"
 RESULTS_GZ = "results.jsonl.gz"
-# index.json as save_index lays it out: one entry a line between these two lines.
-_INDEX_HEAD = f'{{"schema":{SCHEMA},"tests":{{\n'
-_INDEX_TAIL = "}}\n"
 LOCK_TIMEOUT_S = 60.0
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}-[0-9a-f]{6}$")
-#: A str as a JSON string, non-ASCII kept (json.dumps with ensure_ascii=False).
-json_text: Callable[[str], str] = json.encoder.encode_basestring
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 class StoreError(Exception):
     """The store cannot serve a request; the message says which file or run and why."""
-
-
-class IndexBroken(StoreError):
-    """index.json turned out broken partway through a pass over its entries."""
-
-
-class Known(NamedTuple):
-    """A test's last known outcome: what it was, in which run, by which agent, when.
-
-    A NamedTuple, not a frozen dataclass: every run reads and writes one per known test, and
-    building one costs a third as much.
-    """
-
-    outcome: str
-    run_id: str
-    agent_id: str | None
-    when: float
-    duration: float
-
-
-#: A Known from a tuple of its five fields, built without a Python call (Known._make is one).
-new_known: Callable[[tuple[Any, ...]], Known] = functools.partial(tuple.__new__, Known)
-#: Some of the index's entries, in order: their node ids and their Knowns.
-IndexBatch = tuple[list[str], list[Known]]
-_BATCH = 500  # entries parsed, merged and written together: fewer calls per entry
-_head = operator.itemgetter(slice(0, 4))  # (outcome, run id, agent, when) of an entry
-_duration = operator.itemgetter(4)
-
-
-class _Heads(dict[Any, tuple[str, str, Any, float]]):
-    """Each entry head (outcome, run id, agent, when) read, checked and converted once.
-
-    A run writes one head for all its tests, so a whole index holds a few: the Knowns read
-    share one copy of each run id and agent rather than one per test.
-    """
-
-    def __missing__(self, key: tuple[Any, ...]) -> tuple[str, str, Any, float]:
-        outcome, run_id, agent, when = key
-        head = self[key] = (str(outcome), str(run_id), agent, float(when))
-        return head
-
-
-def _known(entry: Any, heads: _Heads) -> Known | None:
-    """An index entry `[outcome, run id, agent, when, duration]` as a Known, if well formed."""
-    try:
-        outcome, run_id, agent, when, duration = entry
-        return new_known((*heads[outcome, run_id, agent, when], float(duration)))
-    except (TypeError, ValueError):  # not five values, unhashable ones, not numbers
-        return None
-
-
-def _knowns(entries: list[Any], heads: _Heads) -> list[Known | None]:
-    """The Knowns of some index entries, None for each malformed one.
-
-    A batch of lists of five values (what save_index writes) is converted by maps, without
-    a Python step per entry; a batch that turns out to hold a malformed entry, entry by entry.
-    """
-    if set(map(type, entries)) == {list} and set(map(len, entries)) == {5}:
-        try:
-            heads_of = map(heads.__getitem__, map(tuple, map(_head, entries)))
-            durations = zip(map(float, map(_duration, entries)))
-            return list(map(new_known, map(operator.add, heads_of, durations)))
-        except (TypeError, ValueError):
-            pass
-    return [_known(entry, heads) for entry in entries]
-
-
-class _EncodedHeads(dict[tuple[Any, ...], str]):
-    """Each entry head as written to index.json: `[outcome,run id,agent,when,`, encoded once."""
-
-    def __missing__(self, key: tuple[Any, ...]) -> str:
-        outcome, run_id, agent, when = key
-        words = [json_text(str(outcome)), json_text(str(run_id))]
-        words.append("null" if agent is None else json_text(str(agent)))
-        head = self[key] = f"[{','.join(words)},{json_number(round(when, 3))},"
-        return head
-
-
-# json.dumps of `nodeid: [outcome, run_id, agent_id, when, duration]`, compact: when to the
-# millisecond, duration to the microsecond (json_duration's text for a finite one). %-formatting
-# of a (nodeid, head, duration) tuple: half the cost of a bound str.format, which parses its
-# template for every line.
-_INDEX_LINE: Callable[[tuple[str, str, float]], str] = "%s:%s%.6f]".__mod__
-
-
-def _index_lines(nodeids: list[str], knowns: list[Known], heads: _EncodedHeads) -> list[str]:
-    """The lines of index.json for some entries (by maps: no Python step per entry)."""
-    lines_heads = map(heads.__getitem__, map(_head, knowns))
-    durations = list(map(_duration, knowns))
-    if all(map(math.isfinite, durations)):
-        fields = zip(map(json_text, nodeids), lines_heads, durations, strict=True)
-        return list(map(_INDEX_LINE, fields))
-    return [
-        f"{json_text(nodeid)}:{head}{json_duration(duration)}]"
-        for nodeid, head, duration in zip(nodeids, lines_heads, durations, strict=True)
-    ]
-
-
-def batched(pairs: Iterable[tuple[str, Known]]) -> Iterator[IndexBatch]:
-    """Index entries as the batches index_batches gives and save_index_batches takes."""
-    pairs = iter(pairs)
-    while batch := list(itertools.islice(pairs, _BATCH)):
-        nodeids, knowns = zip(*batch, strict=True)
-        yield list(nodeids), list(knowns)
-
-
-def _laid_out_in_lines(path: Path) -> bool:
-    """Whether the file starts and ends as save_index writes it (checked without reading it)."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.readline() != _INDEX_HEAD.encode():
-                return False
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            if size < len(_INDEX_HEAD) + len(_INDEX_TAIL):
-                return False
-            handle.seek(size - len(_INDEX_TAIL))
-            return handle.read() == _INDEX_TAIL.encode()
-    except OSError:
-        return False
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -359,113 +230,41 @@ class Store:
         return True
 
     # -- the last-known-outcome index --------------------------------------------------
-    def load_index(self) -> dict[str, Known]:
-        """The whole index in memory (see `index_batches` for a pass that need not hold it)."""
-        path = self.root / INDEX_FILE
-        if _laid_out_in_lines(path):
-            with contextlib.suppress(IndexBroken):  # read whole below, reported if broken
-                index: dict[str, Known] = {}
-                for nodeids, knowns in self._batches_by_lines(path):
-                    index.update(zip(nodeids, knowns, strict=True))
-                return index
-        data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
-        if data is None:
-            return {}
-        tests: dict[str, Any] = data.pop("tests")
-        heads = _Heads()
-        index = {}
-        total = len(tests)
-        for nodeid in list(tests):
-            known = _known(tests.pop(nodeid), heads)  # free each entry as it is read
-            if known is not None:
-                index[nodeid] = known
-        if total > len(index):
-            self.set_aside(path, f"{total - len(index)} malformed entries")
-        return index
-
     def index_entries(self) -> Iterator[tuple[str, Known]]:
-        """The index's entries one at a time (see `index_batches`)."""
-        for nodeids, knowns in self.index_batches():
-            yield from zip(nodeids, knowns, strict=True)
-
-    def index_batches(self) -> Iterator[IndexBatch]:
-        """The index's entries a batch at a time, for a pass that never holds it whole.
-
-        The layout save_index writes is read a batch of lines at a time. Any other layout,
-        and a missing file, go through load_index. Raises IndexBroken when the file turns out
-        to be broken partway: the entries given so far are then not to be trusted, and
-        load_index (which reports the file and sets it aside) is the way on.
-        """
+        """Each test's last known outcome, streamed (see `llmharness.index`). Raises IndexBroken
+        when the file turns out broken partway: the entries given so far are then not to be
+        trusted, and `load_index` (which reports the file and sets it aside) is the way on."""
         path = self.root / INDEX_FILE
-        if _laid_out_in_lines(path):
-            yield from self._batches_by_lines(path)
-        else:
-            yield from batched(self.load_index().items())
-
-    def _batches_by_lines(self, path: Path) -> Iterator[IndexBatch]:
-        """Entries of a file in save_index's layout; malformed ones are skipped, and the file
-        set aside once read to its end. Raises IndexBroken if it is not that layout after all
-        (a line that is not one entry, or no closing line)."""
-        heads = _Heads()
-        dropped = 0
+        dropped: list[str] = []
         try:
-            with open(path, encoding="utf-8", errors="surrogatepass") as handle:
-                handle.readline()
-                lines = iter(handle)
-                closed = False
-                while not closed:
-                    batch = list(itertools.islice(lines, _BATCH))  # parsed as one
-                    if not batch:
-                        raise IndexBroken(f"{path}: no closing line")
-                    if _INDEX_TAIL in batch:
-                        closed = True
-                        end = batch.index(_INDEX_TAIL)
-                        batch, after = batch[:end], batch[end + 1 :]
-                        if any(after) or handle.read() != "":
-                            raise IndexBroken(f"{path}: text after the closing line")
-                    body = list(filter("\n".__ne__, batch))  # without blank lines
-                    if not body:
-                        continue
-                    pairs = json.loads("{" + "".join(body).rstrip("\n").rstrip(",") + "}")
-                    if not isinstance(pairs, dict) or len(pairs) != len(body):
-                        raise IndexBroken(f"{path}: not one entry a line")
-                    knowns = _knowns(list(pairs.values()), heads)
-                    if None in knowns:
-                        dropped += knowns.count(None)
-                        kept = [(n, k) for n, k in zip(pairs, knowns, strict=True) if k is not None]
-                        yield [n for n, _ in kept], [k for _, k in kept]
-                    else:
-                        yield list(pairs), cast("list[Known]", knowns)
-        except (OSError, ValueError) as exc:
+            yield from index.read_entries(path, dropped)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise IndexBroken(f"{path}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # not text at all
             raise IndexBroken(f"{path}: {exc}") from None
         if dropped:
-            self.set_aside(path, f"{dropped} malformed entries")
+            self.set_aside(path, f"{len(dropped)} malformed entries")
+
+    def load_index(self) -> dict[str, Known]:
+        """The whole index in memory, whatever its layout; a broken file is set aside."""
+        with contextlib.suppress(IndexBroken):
+            return dict(self.index_entries())
+        path = self.root / INDEX_FILE
+        data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
+        dropped: list[str] = []
+        entries = index.read_whole(data, dropped) or {}
+        if dropped:
+            self.set_aside(path, f"{len(dropped)} malformed entries")
+        return entries
 
     def save_index(self, entries: Mapping[str, Known] | Iterable[tuple[str, Known]]) -> bool:
-        """Write the index (a mapping, or its entries as they come): see save_index_batches."""
-        return self.save_index_batches(
-            batched(entries.items() if isinstance(entries, Mapping) else entries)
-        )
-
-    def save_index_batches(self, batches: Iterable[IndexBatch]) -> bool:
-        """Write the index, given a batch of entries at a time, as one JSON object, an entry
-        a line, streamed to disk: a rewrite need not hold the index in memory."""
-        heads = _EncodedHeads()
-
-        def chunks() -> Iterator[bytes]:
-            yield _INDEX_HEAD.encode()
-            first = True
-            for nodeids, knowns in batches:
-                if not nodeids:
-                    continue
-                text = ",\n".join(_index_lines(nodeids, knowns, heads))
-                yield (text if first else ",\n" + text).encode("utf-8", "surrogatepass")
-                first = False
-            yield ("\n" + _INDEX_TAIL).encode()
-
+        """Write the index atomically from its entries, streamed as they come."""
+        pairs = entries.items() if isinstance(entries, Mapping) else entries
         path = self.root / INDEX_FILE
         try:
-            _atomic_write_chunks(path, chunks())
+            _atomic_write_chunks(path, index.encode(pairs))
         except OSError as exc:
             self._warn(f"{path}: could not write ({exc.strerror or exc}); previous data kept")
             return False

@@ -10,7 +10,7 @@ stack and ends the process when the budget is spent: xdist replaces a lost worke
 stops there and its record is marked incomplete.
 
 When pytest-timeout is installed it owns SIGALRM and its own markers, so the timeout is handed
-to it instead (see `plugin.pytest_configure`).
+to it instead, as a `timeout` marker on each test that has none of its own (`TimeoutMarks`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["MESSAGE", "TestTimeout", "message"]
+__all__ = ["MESSAGE", "TestTimeout", "TimeoutMarks", "message"]
 
 #: The text of a timed-out test's failure; the recorder reads the seconds back from it.
 MESSAGE = "Timeout (>{seconds:g}s) from llmharness"
@@ -94,3 +94,22 @@ class TestTimeout:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, object, object]:
         return (yield from self._phase(teardown=True))
+
+
+class TimeoutMarks:
+    """Hands the timeout to pytest-timeout through its public marker, test by test; a test's
+    own `timeout` marker, and pytest-timeout's own option, still win."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if config.getoption("timeout", None) is not None:
+            return
+        mark = pytest.mark.timeout(self.seconds)
+        for item in items:
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(mark)

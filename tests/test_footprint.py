@@ -16,7 +16,7 @@ def test_modules():
     # YAML without a config file, and no logging library (structlog brought asyncio and ssl).
     # filelock, whose logger pytest's log capture would visit in every phase of every test,
     # comes only with the store's lock, which is taken after the tests.
-    unused = {"llmharness.records", "llmharness.cli", "llmharness.timeouts", "yaml", "filelock"}
+    unused = {"llmharness.reader", "llmharness.cli", "llmharness.timeouts", "yaml", "filelock"}
     assert not loaded & (unused | {"structlog", "asyncio"})
 """
 
@@ -70,8 +70,7 @@ def test_per_test_hooks_only_for_the_options_that_need_them(
     pytester: pytest.Pytester, options: list[str], extra: set[str]
 ) -> None:
     # The crash record's hook names each test as it starts: a run that segfaults says where.
-    ours = {"llmharness-harness", "llmharness-recorder", "llmharness-collection"}
-    ours.add("llmharness-crash")
+    ours = {"llmharness-harness", "llmharness-collection", "llmharness-crash"}
     expected = sorted(ours | extra)
     pytester.makepyfile(
         test_hooks=f"""

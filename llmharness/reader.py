@@ -1,6 +1,6 @@
-"""Reading the store: runs, summaries, regression diffs and failures as typed objects.
-
-This is the read path shared by the CLI and the Python API; it never imports pytest.
+"""Reading the store (the read path): runs, summaries, regression diffs and failures as typed
+objects, for the CLI and the Python API; `llmharness.recorder` is the write path. It never
+imports pytest.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from llmharness.store import (
     Store,
     StoreError,
     find_store,
-    is_run_id,
     open_results,
     unfinished_before,
     unfinished_note,
@@ -374,7 +373,3 @@ def _result(item: Mapping[str, Any]) -> Any:
         reason=item.get("reason"),
         failure_file=item.get("failure_file"),
     )
-
-
-def is_run_reference(text: str) -> bool:
-    return text in {"last", "latest"} or is_run_id(text)

@@ -1,0 +1,457 @@
+"""The controller's plugin object: samples, records and prints, one per pytest run.
+
+Under xdist it runs in the controller process (the workers run `worker.WorkerSampler`), else in
+the only one. What it learns during the run it keeps itself and hands to the recorder once the
+run is over (`recorder.RunFacts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmharness import bytecode, collection, reporting, sampling
+from llmharness.bytecode import BytecodeCache
+from llmharness.config import Settings
+from llmharness.crashes import CrashRecord, Signals
+from llmharness.recorder import RunFacts, RunRecorder
+from llmharness.store import Store, StoreError, new_run_id
+from llmharness.terminal import TERMINAL_FILE, CompactTerminal
+from llmharness.timelimit import Progress
+from llmharness.worker import WORKER_KEY, Plan, sample_items
+
+__all__ = ["Harness"]
+
+# pytest's ExitCode values, as ints so this module needs no private import.
+_EXIT_INTERRUPTED = 2
+_EXIT_INTERNAL = 3
+_EXIT_NO_TESTS = 5
+
+
+class Harness:
+    """Sampling, the run record and the compact output of one pytest run."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, record: bool = True) -> None:
+        self.config = config
+        self.settings = settings
+        self.record = record
+        self.rootdir = config.rootpath
+        self.invocation_dir = config.invocation_params.dir
+        root = Path(settings.store).expanduser()
+        self.store_root = root if root.is_absolute() else self.rootdir / root
+        self._early_warnings: list[str] = []
+        self.store = Store(self.store_root, on_warning=self._store_warning)
+        self.seed = settings.seed or (
+            sampling.agent_seed(settings.agent_id)
+            if settings.agent_id is not None
+            else sampling.machine_seed()
+        )
+        self.compact = settings.compact_output and record
+        self.started = time.monotonic()
+        limit = settings.time_limit
+        self.deadline = None if limit is None else time.time() + limit
+        self.recorder = RunRecorder(
+            self.store,
+            new_run_id(),
+            rootdir=self.rootdir,
+            agent_id=settings.agent_id,
+            seed=self.seed,
+            max_reason_chars=settings.max_reason_chars,
+            max_output_bytes=settings.max_output_bytes,
+            argv=config.invocation_params.args,
+            record=record,
+        )
+        for message in self._early_warnings:
+            self.recorder.warn(message)
+        self.terminal: CompactTerminal | None = None
+        if self.compact:
+            folder = self.recorder.dir if self.recorder.writable else None
+            self.terminal = CompactTerminal(config, folder)
+            if self.terminal.open() is None:
+                self.recorder.warn("cannot write a file for pytest's output: shown instead")
+        self.bytecode: BytecodeCache | None = None
+        if bytecode.wanted(settings.bytecode_cache) and self._store_ready():
+            # Before collection imports the first test module.
+            self.bytecode = BytecodeCache(self.store_root / bytecode.PYCACHE)
+            self.bytecode.start()
+        self.plan = self._plan()
+        self.collection = (
+            collection.CollectionCache(
+                config, self.store, self.plan.fraction, self.seed, self.recorder.warn
+            )
+            if settings.fast_collect
+            else None
+        )
+        self.crash: CrashRecord | None = None
+        self.signals = Signals()
+        self.progress = Progress(settings.progress_interval, self.started)
+        self.stopped_at_limit = False
+        self._due = self._next_due()
+        self.session: pytest.Session | None = None
+        self.summary: dict[str, Any] | None = None
+        self.internal_errors: list[str] = []
+        # What the run learns of its tests, for its summary.
+        self.collected: list[str] | None = None
+        self.collected_files: set[str] | None = None
+        self.sample: sampling.Sample | None = None
+        self.deselected = 0
+        self.uncollected = (0, 0)
+        self.warnings = 0
+        self._sampling = False
+        self._selected: list[str] | None = None
+        self._selected_items: Sequence[pytest.Item] | None = None  # node ids taken when needed
+        self._durations: dict[str, float] | None = None
+
+    def _plan(self) -> Plan:
+        settings = self.settings
+        fraction = settings.fast_fraction
+        if fraction is None and settings.fast_budget is None:
+            fraction = 0.10
+        return Plan(
+            fraction=fraction if settings.fast else None,
+            budget_s=settings.fast_budget if settings.fast else None,
+            seed=self.seed,
+            store_root=str(self.store_root),
+            deadline=self.deadline,
+            test_timeout=settings.test_timeout,
+            pycache=str(self.bytecode.root) if self.bytecode is not None else None,
+        )
+
+    def _store_ready(self) -> bool:
+        """Whether the store folder exists (with the .gitignore that keeps it out of git)."""
+        try:
+            self.store.ensure()
+        except OSError:
+            return False
+        return True
+
+    def _store_warning(self, message: str) -> None:
+        recorder = getattr(self, "recorder", None)  # the store may warn before it exists
+        if recorder is None:
+            self._early_warnings.append(message)
+        else:
+            recorder.warn(message)
+
+    def _print(self, line: str) -> None:
+        if self.terminal is not None:
+            self.terminal.write(line)
+            return
+        # A test may have closed or replaced the terminal's stream: the record on disk stands.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    # -- session and collection --------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+        if not self.record or not self.recorder.writable:
+            return
+        self.signals.install()
+        # Under xdist the workers run the tests (xdist names the test a crashed worker ran).
+        if not self.config.pluginmanager.has_plugin("dsession"):
+            try:
+                self.crash = CrashRecord(self.recorder.dir)
+            except OSError as exc:
+                self.recorder.warn(f"cannot write the crash record: {exc.strerror or exc}")
+                return
+            if self.terminal is not None and self.terminal.in_run_folder:
+                self.crash.take_dumps()
+            self.config.pluginmanager.register(self.crash, "llmharness-crash")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        plan = self.plan
+        if self.collection is not None:
+            planned = self.collection.plan()
+            plan = dataclasses.replace(
+                plan,
+                track_collection=True,
+                skip_files=tuple(sorted(planned.skip)),
+                wanted={rel: sorted(ids) for rel, ids in planned.wanted.items()},
+            )
+        node.workerinput[WORKER_KEY] = dataclasses.asdict(plan)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if not output or self.collected is not None:
+            return  # every worker collected the same: the first one's account serves
+        uncollected: list[str] = []
+        cache = output.get("cache")
+        if self.collection is not None and cache is not None:
+            uncollected = self.collection.collected(
+                output["collected"], output["touched"], cache["entries"], cache["failed"]
+            )
+            self.uncollected = self.collection.uncollected_counts
+        self.collected = list(output["collected"]) + uncollected
+        self.collected_files = set(output["files"])
+        self.deselected = int(output.get("deselected", 0))
+        if output.get("sample") is not None:
+            self.sample = sampling.Sample(**output["sample"])
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.recorder.collection_error(report.nodeid, report.longrepr)
+        elif report.skipped:
+            self.recorder.collection_skip(report.nodeid, report.longrepr)
+        elif "::" not in report.nodeid:
+            if self.collected_files is None:
+                self.collected_files = set()
+            self.collected_files.add(report.nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        collected = [item.nodeid for item in items]
+        uncollected: list[str] = []
+        if self.collection is not None:
+            tracker = self.collection.tracker
+            uncollected = self.collection.collected(
+                collected, tracker.touched(), tracker.entries(collected), tracker.failed
+            )
+            self.uncollected = self.collection.uncollected_counts
+        self.collected = collected + uncollected
+        yield
+        if self.plan.samples:
+            self._sampling = True
+            self.sample = sample_items(config, items, self.plan, uncollected)
+            self._sampling = False
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        if not self._sampling:  # the sample's own deselection is counted apart
+            self.deselected += len(items)
+
+    def pytest_report_collectionfinish(self, items: Sequence[pytest.Item]) -> str | None:
+        self._selected_items = items
+        if self.sample is None:
+            return None
+        return f"llmharness sample: {reporting.sample_text(self._sample_json())}"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if self._selected is None:
+            self._selected = list(ids)
+
+    @property
+    def selected(self) -> list[str] | None:
+        """The node ids of the tests this run is to run, once collection is over."""
+        if self._selected is None and self._selected_items is not None:
+            self._selected = [item.nodeid for item in self._selected_items]
+        return self._selected
+
+    def _facts(self, exitstatus: int, status: str, notes: list[str]) -> RunFacts:
+        selected = self.selected
+        not_reached: list[str] = []
+        if self.stopped_at_limit and selected is not None:
+            not_reached = [nodeid for nodeid in selected if nodeid not in self.recorder.results]
+        bytecode_cache = None
+        if self.bytecode is not None:
+            bytecode_cache = {"folder": str(self.bytecode.root)}
+        return RunFacts(
+            exitstatus=exitstatus,
+            status=status,
+            collected=self.collected,
+            collected_files=self.collected_files,
+            sample=self.sample,
+            deselected=self.deselected,
+            selected=len(selected) if selected is not None else None,
+            uncollected=self.uncollected,
+            not_reached=not_reached,
+            notes=notes,
+            warnings=self.warnings,
+            bytecode=bytecode_cache,
+        )
+
+    def _sample_json(self) -> dict[str, Any]:
+        return self.recorder.sample_json(self._facts(0, "running", []))
+
+    # -- tests -------------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Progress lines and the time limit cost one clock reading a finished test.
+        if self.recorder.fold(report) and time.monotonic() >= self._due:
+            if self.deadline is not None and time.time() >= self.deadline:
+                self.stop_at_limit()
+            if self.compact and time.monotonic() >= self.progress.due:
+                recorder = self.recorder
+                left = self._expected_left()
+                self._print(self.progress.line(len(recorder.results), recorder.failing, left))
+            self._due = self._next_due()
+
+    def _next_due(self) -> float:
+        """When a finished test next has something to do (time.monotonic(); inf if never)."""
+        due = self.progress.due if self.compact else math.inf
+        if self.deadline is not None and not self.stopped_at_limit:
+            due = min(due, time.monotonic() + self.deadline - time.time())
+        return due
+
+    def stop_at_limit(self) -> None:
+        """The time limit is reached: stop the session (and xdist's) before the next test."""
+        if self.stopped_at_limit:
+            return
+        self.stopped_at_limit = True
+        reason = f"llmharness: time limit of {self.settings.time_limit:g}s reached"
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason  # xdist's own stop flag (as for --maxfail)
+        if self.session is not None:
+            self.session.shouldstop = reason
+
+    def _expected_left(self) -> tuple[int, float | None]:
+        """(tests not yet done, their expected seconds by recorded durations, if known)."""
+        selected = self.selected or []
+        done = self.recorder.results
+        left = [nodeid for nodeid in selected if nodeid not in done]
+        if self._durations is None:
+            index = Store(self.store_root, readonly=True).load_index()
+            self._durations = {nodeid: known.duration for nodeid, known in index.items()}
+        if not self._durations:
+            return len(left), None
+        unknown = sampling.estimate_unknown(self._durations)
+        seconds = sum(self._durations.get(nodeid, unknown) for nodeid in left)
+        workers = max(int(getattr(self.config.option, "numprocesses", 0) or 1), 1)
+        return len(left), seconds / workers
+
+    def pytest_warning_recorded(self) -> None:
+        self.warnings += 1
+
+    def pytest_internalerror(self, excrepr: Any) -> None:
+        lines = str(excrepr).strip().splitlines()
+        last = lines[-1] if lines else "internal error"
+        self.internal_errors.append(last)
+        self.recorder.log.event("INTERNALERROR", message=reporting.sanitize(last, 300))
+
+    # -- the end -----------------------------------------------------------------------
+    def _status(self, exitstatus: int) -> str:
+        if self.stopped_at_limit:
+            return "time-limit"
+        if exitstatus == _EXIT_INTERRUPTED:
+            return "interrupted"
+        if exitstatus == _EXIT_INTERNAL:
+            return "internal-error"
+        return "complete"
+
+    def _notes(self, exitstatus: int) -> list[str]:
+        notes = []
+        recorder = self.recorder
+        if self.signals.received is not None:
+            name = signal.Signals(self.signals.received).name
+            notes.append(f"{name} received: the run was interrupted")
+        if (
+            recorder.collection_errors
+            and exitstatus == _EXIT_INTERRUPTED
+            and not self.config.getoption("continue_on_collection_errors")
+        ):
+            notes.append(
+                "collection errors stopped the run: fix them, or pass "
+                "--continue-on-collection-errors to run the rest"
+            )
+        if self.stopped_at_limit:
+            ran = len(recorder.results)
+            total = len(self.selected) if self.selected is not None else ran
+            text = (
+                f"time limit of {self.settings.time_limit:g}s reached after {ran} of {total} "
+                f"tests; {max(total - ran, 0)} not run"
+            )
+            recorder.log.event("TIMEOUT", message=text)
+            notes.append(f"TIMEOUT {text}")
+        for line in self.internal_errors:
+            notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
+        return notes
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.crash is not None:
+            self.config.pluginmanager.unregister(self.crash)
+            self.crash.mark("finishing the session")
+        if self.collection is not None:
+            self.collection.write()
+        if not self.record:
+            return
+        code = int(exitstatus)
+        status = self._status(code)
+        complete = status == "complete" and code != _EXIT_NO_TESTS
+        # Read before finish(): a warning about it must reach log.txt and summary.json.
+        baseline = self.store.load_baseline() if complete else None
+        protect = {self.recorder.run_id}  # never pruned: this run and the pinned baseline
+        if baseline is not None:
+            protect.add(str(baseline["run_id"]))
+        try:
+            self.summary = self.recorder.finish(self._facts(code, status, self._notes(code)))
+            if complete:
+                self._prune(protect)
+        except Exception as exc:  # the record must never change the tests' outcome
+            self._print(f"llmharness: internal error while recording the run: {exc!r}")
+        if code == _EXIT_INTERNAL:
+            self._print_compact()  # pytest skips the terminal summary after an INTERNALERROR
+
+    def _prune(self, protect: set[str]) -> None:
+        try:
+            with self.store.locked():
+                self.store.prune(self.settings.keep_runs, protect)
+        except StoreError as exc:
+            self.recorder.warn(str(exc))
+        self.store.compress_results(protect)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        # The innermost wrapper: what runs inside it is other plugins' summaries (a coverage
+        # table), after pytest's own sections and before its short summary.
+        start = self.terminal.position() if self.terminal is not None else None
+        try:
+            return (yield)
+        finally:
+            if self.terminal is not None and start is not None:
+                self.terminal.count_plugin_lines(start)
+            self._print_compact()
+
+    def _print_compact(self) -> None:
+        if not self.compact or self.summary is None:
+            return
+        summary = dict(self.summary)
+        notes = list(summary.get("notes", ()))
+        if self.terminal is not None and self.terminal.path is not None:
+            where = self.terminal.path
+            hint = self._hint(TERMINAL_FILE) if self.terminal.in_run_folder else str(where)
+            notes[:0] = self.terminal.notes(hint)
+        store_warnings = list(summary.get("store_warnings", ()))
+        if store_warnings:
+            more = len(store_warnings) - 1
+            extra = f" (+{more} more: grep '^WARNING' in the run's log.txt)" if more else ""
+            notes.append(f"llmharness warning: {store_warnings[0]}{extra}")
+        summary["notes"] = notes
+        for line in reporting.compact_lines(
+            summary,
+            self.recorder.error_lines,
+            self.settings.max_lines,
+            log_hint=self._hint("log.txt"),
+        ):
+            self._print(line)
+
+    def _hint(self, name: str) -> str:
+        """Where the latest run's file `name` is, as the user would type it from here."""
+        path = self.store_root / "last" / name
+        try:
+            return os.path.relpath(path, self.invocation_dir)
+        except ValueError:
+            return str(path)
+
+    def close(self) -> None:
+        """The run is over: close its files and give the process back its own settings."""
+        self.recorder.close()
+        if self.crash is not None:
+            self.crash.close(finished=self.summary is not None)
+        if self.terminal is not None:
+            self.terminal.close()
+        if self.bytecode is not None:
+            self.bytecode.stop()

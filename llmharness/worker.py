@@ -1,0 +1,113 @@
+"""Sampling that every process applies alike, and an xdist worker's part of it.
+
+The controller (or the only process) decides a `Plan`; under xdist it sends the plan to each
+worker, which collects, applies it and sends back what it collected. Only the controller writes
+to the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from llmharness import collectcache, collection, sampling
+from llmharness.store import Store
+
+__all__ = ["WORKER_KEY", "Plan", "WorkerSampler", "sample_items"]
+
+#: The key of llmharness's part of xdist's workerinput and workeroutput.
+WORKER_KEY = "llmharness"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to sample, as sent from the controller to xdist workers."""
+
+    fraction: float | None
+    budget_s: float | None
+    seed: str
+    store_root: str
+    deadline: float | None = None  # time.time() after which no test may start
+    track_collection: bool = False  # note what each file's collection depends on
+    skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
+    wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
+    test_timeout: float | None = None
+    pycache: str | None = None  # the store's bytecode cache, when the run uses it
+
+    @property
+    def samples(self) -> bool:
+        return self.fraction is not None or self.budget_s is not None
+
+
+def sample_items(
+    config: pytest.Config, items: list[pytest.Item], plan: Plan, uncollected: Collection[str] = ()
+) -> sampling.Sample:
+    """Sample the collected items in place; `uncollected` are known tests not collected."""
+    nodeids = [item.nodeid for item in items]
+    nodeids.extend(uncollected)
+    if plan.budget_s is not None:
+        index = Store(Path(plan.store_root), readonly=True).load_index()
+        durations = {nodeid: known.duration for nodeid, known in index.items()}
+        sample = sampling.select_budget(nodeids, plan.budget_s, plan.seed, durations, plan.fraction)
+    else:
+        sample = sampling.select(nodeids, plan.fraction or 0.1, plan.seed)
+    keep = sample.selected_set
+    deselected = [item for item in items if item.nodeid not in keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.nodeid in keep]
+    return sample
+
+
+class WorkerSampler:
+    """On an xdist worker: apply the controller's plan, report the full collection back."""
+
+    def __init__(self, config: pytest.Config, plan: Plan) -> None:
+        self.config = config
+        self.plan = plan
+        self.files: set[str] = set()
+        self.deselected = 0  # by -k, -m, --deselect and other plugins, not by the sample
+        self._sampling = False
+        self.tracker = None
+        if plan.track_collection:
+            known = collectcache.CollectionPlan(
+                skip=frozenset(plan.skip_files),
+                wanted={rel: frozenset(ids) for rel, ids in (plan.wanted or {}).items()},
+            )
+            self.tracker = collection.CollectionTracker(config.rootpath, lambda: known)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.passed and "::" not in report.nodeid:
+            self.files.add(report.nodeid)
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        if not self._sampling:
+            self.deselected += len(items)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        collected = [item.nodeid for item in items]
+        cache = None
+        if self.tracker is not None:
+            entries = self.tracker.entries(collected)
+            cache = {"entries": entries, "failed": sorted(self.tracker.failed)}
+        yield
+        sample = None
+        if self.plan.samples:
+            self._sampling = True
+            sample = dataclasses.asdict(sample_items(config, items, self.plan))
+            self._sampling = False
+        config.workeroutput[WORKER_KEY] = {  # type: ignore[attr-defined]
+            "collected": collected,
+            "deselected": self.deselected,
+            "files": sorted(self.files),
+            "sample": sample,
+            "cache": cache,
+            "touched": sorted(self.tracker.touched()) if self.tracker is not None else [],
+        }
