@@ -47,15 +47,17 @@ class BytecodeCache:
         sys.pycache_prefix = str(self.root)
         sys.dont_write_bytecode = False
 
-    def stop(self) -> None:
-        """Give the process back its own settings; drop what this run wrote too early to trust."""
+    def stop(self) -> int:
+        """Give the process back its own settings; drop what this run wrote too early to trust
+        and return how many files that was."""
         if self._saved is None:
-            return
+            return 0
         sys.pycache_prefix, sys.dont_write_bytecode = self._saved
         self._saved = None
-        self._drop_untrusted()
+        return self._drop_untrusted()
 
-    def _drop_untrusted(self) -> None:
+    def _drop_untrusted(self) -> int:
+        dropped = 0
         since = self.started - 1.0  # what an earlier run wrote was checked when it ended
         for folder, _, names in os.walk(self.root):
             for name in names:
@@ -72,6 +74,8 @@ class BytecodeCache:
                 if written - changed < _TRUSTED_AFTER_S:
                     with contextlib.suppress(OSError):
                         os.unlink(pyc)
+                        dropped += 1
+        return dropped
 
     def _source_of(self, folder: str, name: str) -> str:
         """The source a .pyc under the prefix was compiled from: the prefix mirrors absolute

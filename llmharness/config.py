@@ -42,6 +42,7 @@ class Settings:
     max_output_bytes: int = 65536
     fast_collect: bool = True
     bytecode_cache: bool | None = None  # None: on when Python may not write bytecode
+    debug_log: bool = False
     config_file: str | None = None
 
     @property
@@ -164,6 +165,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_output_bytes": _int_at_least(0),
     "fast_collect": _parse_bool,
     "bytecode_cache": _parse_auto,
+    "debug_log": _parse_bool,
 }
 KEYS = tuple(_PARSERS)
 _VERBATIM = frozenset({"seed", "agent_id"})

@@ -24,6 +24,7 @@ from llmharness import bytecode, collection, reporting, sampling
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import Settings
 from llmharness.crashes import CrashRecord, Signals
+from llmharness.diagnostics import DEBUG_FILE, Diagnostics
 from llmharness.recorder import RunFacts, RunRecorder
 from llmharness.store import Store, StoreError, new_run_id
 from llmharness.terminal import TERMINAL_FILE, CompactTerminal
@@ -60,9 +61,12 @@ class Harness:
         self.started = time.monotonic()
         limit = settings.time_limit
         self.deadline = None if limit is None else time.time() + limit
+        run_id = new_run_id()
+        debug = settings.debug_log and record
+        self.diagnostics = Diagnostics(self.store.run_dir(run_id) / DEBUG_FILE if debug else None)
         self.recorder = RunRecorder(
             self.store,
-            new_run_id(),
+            run_id,
             rootdir=self.rootdir,
             agent_id=settings.agent_id,
             seed=self.seed,
@@ -70,6 +74,10 @@ class Harness:
             max_output_bytes=settings.max_output_bytes,
             argv=config.invocation_params.args,
             record=record,
+            diagnostics=self.diagnostics,
+        )
+        self.diagnostics.event(
+            "start", run=run_id, seed=self.seed, compact=self.compact, pid=os.getpid()
         )
         for message in self._early_warnings:
             self.recorder.warn(message)
@@ -84,6 +92,7 @@ class Harness:
             # Before collection imports the first test module.
             self.bytecode = BytecodeCache(self.store_root / bytecode.PYCACHE)
             self.bytecode.start()
+            self.diagnostics.event("bytecode_cache", folder=str(self.bytecode.root))
         self.plan = self._plan()
         self.collection = (
             collection.CollectionCache(
@@ -228,6 +237,16 @@ class Harness:
             self._sampling = True
             self.sample = sample_items(config, items, self.plan, uncollected)
             self._sampling = False
+            self.diagnostics.event(
+                "sample",
+                fraction=self.sample.fraction,
+                budget_s=self.sample.budget_s,
+                seed=self.sample.seed,
+                selected=len(self.sample.selected),
+                population=self.sample.total,
+                uncollected_files=self.uncollected[0],
+                uncollected_tests=self.uncollected[1],
+            )
 
     def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
         if not self._sampling:  # the sample's own deselection is counted apart
@@ -454,4 +473,6 @@ class Harness:
         if self.terminal is not None:
             self.terminal.close()
         if self.bytecode is not None:
-            self.bytecode.stop()
+            dropped = self.bytecode.stop()
+            self.diagnostics.event("bytecode_cache_end", dropped_untrusted=dropped)
+        self.diagnostics.close()

@@ -108,7 +108,7 @@ class Signals:
                 signal.signal(signum, self._interrupt)
                 self._installed.append(signum)
 
-    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
+    def _interrupt(self, signum: int, _frame: FrameType | None) -> None:
         self.received = signum
         self.uninstall()  # a second signal ends the process at once, as it would have
         raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")

@@ -33,6 +33,7 @@ import pytest
 
 from llmharness import diff as diffing
 from llmharness import reporting
+from llmharness.diagnostics import Diagnostics
 from llmharness.index import IndexBroken, Known
 from llmharness.reasons import describe_failure
 from llmharness.reporting import FAILING, TestResult
@@ -139,6 +140,7 @@ class RunRecorder:
         max_output_bytes: int,
         argv: Iterable[str] = (),
         record: bool = True,
+        diagnostics: Diagnostics | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -148,6 +150,7 @@ class RunRecorder:
         self.max_reason = max_reason_chars
         self.max_output = max_output_bytes
         self.argv = list(argv)
+        self.diagnostics = diagnostics or Diagnostics(None)
         self.started = time.time()
         self.dir = store.run_dir(run_id)
         self.results: dict[str, TestResult] = {}
@@ -218,6 +221,7 @@ class RunRecorder:
         """Keep a one-line warning for the log, the summary and the terminal."""
         line = reporting.sanitize(message, 300)
         self.warnings.append(line)
+        self.diagnostics.event("warning", message=message)
         if hasattr(self, "log"):
             self.log.event("WARNING", message=line)
 
@@ -412,6 +416,9 @@ class RunRecorder:
             self.warn(str(exc))
             self._write_summary(summary)
         self.log.event("END", status=facts.status, exitstatus=facts.exitstatus, **summary["counts"])
+        self.diagnostics.event(
+            "finish", status=facts.status, exitstatus=facts.exitstatus, **summary["counts"]
+        )
         self.close()
         return summary
 

@@ -78,7 +78,7 @@ class TestTimeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
-    def _expired(self, signum: int, frame: FrameType | None) -> Any:
+    def _expired(self, signum: int, _frame: FrameType | None) -> Any:
         __tracebackhide__ = True  # the traceback ends where the test was, not here
         pytest.fail(message(self.seconds))
 
