@@ -16,15 +16,15 @@ from conftest import cli_json, run_cli
 AGENTS = 16
 
 
-def _write_suite(root: Path) -> list[str]:
+def _write_suite(root: Path, modules: int = 3) -> list[str]:
     (root / "pytest.ini").write_text("[pytest]\n")
     ids = []
-    for module in range(3):
+    for module in range(modules):
         lines = []
         for i in range(10):
-            lines.append(f"def test_{i}():\n    assert {i} != {module}\n")
-            ids.append(f"test_m{module}.py::test_{i}")
-        (root / f"test_m{module}.py").write_text("\n".join(lines))
+            lines.append(f"def test_{i}():\n    assert {i} != {module % 10}\n")
+            ids.append(f"test_m{module:02d}.py::test_{i}")
+        (root / f"test_m{module:02d}.py").write_text("\n".join(lines))
     return ids
 
 
@@ -40,28 +40,38 @@ def _pytest(root: Path, *args: str) -> subprocess.Popen[str]:
 
 @pytest.mark.slow
 def test_sixteen_agents_at_once_lose_nothing(pytester: pytest.Pytester) -> None:
-    ids = _write_suite(pytester.path)
-    procs = [_pytest(pytester.path, "--agent-id", str(agent)) for agent in range(AGENTS)]
+    """Each agent runs a file of its own, all at once: a write lost to a race would leave some
+    agent's tests missing from the index, or learnt from another agent's run."""
+    ids = _write_suite(pytester.path, AGENTS)
+    procs = [
+        _pytest(pytester.path, f"test_m{agent:02d}.py", "--agent-id", str(agent))
+        for agent in range(AGENTS)
+    ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 1, (out, err)  # 3 tests fail in every run: pytest's code
+        assert proc.returncode == 1, (out, err)  # one test fails in every file: pytest's code
         assert "Traceback" not in out + err
         assert "llmharness warning" not in out, out
-        assert out.splitlines()[0].startswith("llmharness: FAILED 3 failed, 27 passed")
+        assert out.splitlines()[0].startswith("llmharness: FAILED 1 failed, 9 passed")
     store = pytester.path / ".llmharness"
     runs = sorted(p.name for p in (store / "runs").iterdir())
     assert len(runs) == AGENTS
+    run_of_agent = {}
     for run in runs:
         summary = json.loads((store / "runs" / run / "summary.json").read_text())
         assert summary["status"] == "complete"
-        assert summary["counts"]["failed"] == 3
-    index = json.loads((store / "index.json").read_text())
-    assert sorted(index["tests"]) == sorted(ids)
-    assert {entry[1] for entry in index["tests"].values()} <= set(runs)
+        assert summary["counts"]["failed"] == 1
+        run_of_agent[summary["agent_id"]] = run
+    index = json.loads((store / "index.json").read_text())["tests"]
+    assert sorted(index) == sorted(ids)
+    for nodeid, (outcome, run_id, agent, _, _) in index.items():
+        module = int(nodeid[len("test_m") : len("test_m") + 2])
+        assert agent == str(module) and run_id == run_of_agent[agent], (nodeid, agent)
+        assert outcome == ("failed" if nodeid.endswith(f"::test_{module % 10}") else "passed")
     agents = sorted(p.name for p in (store / "agents").iterdir())
     assert agents == sorted(str(agent) for agent in range(AGENTS))
     assert not list(store.glob("*.tmp")) and not list(store.glob(".*.tmp"))
-    assert cli_json(pytester, "summary")["counts"]["failed"] == 3
+    assert cli_json(pytester, "summary")["counts"]["failed"] == 1
     diff = cli_json(pytester, "regressions")
     assert diff["new_failures"] == []
     assert len(run_cli(pytester, "history", "-n", "100").outlines) == AGENTS
