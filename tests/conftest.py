@@ -23,6 +23,7 @@ import llmharness.plugin  # noqa: F401
 ROOT = Path(__file__).resolve().parent.parent
 # Inner runs use no hypothesis; its plugin would import it in every run and xdist worker.
 QUIET = ("-p", "no:hypothesispytest")
+NO_RANDOMLY = "-p no:randomly"
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +33,17 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("LLMHARNESS_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_randomly_inside(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-randomly, a dev extra, would shuffle the tests of every run under test (whose
+    output order tests assert on) and reseed `random`; a run that wants it passes
+    `-p randomly`, which un-blocks it, as pytest reads PYTEST_ADDOPTS before the command line."""
+    if "pytester" in request.fixturenames:
+        # pytester clears PYTEST_ADDOPTS as it is set up: set it after.
+        request.getfixturevalue("pytester")
+    monkeypatch.setenv("PYTEST_ADDOPTS", NO_RANDOMLY)
 
 
 def _load_generator() -> ModuleType:
