@@ -3,32 +3,38 @@
 A fraction sample's membership depends on the seed and each node id alone, so a test file none
 of whose node ids is sampled contributes nothing to the run: importing it is wasted time. The
 store's ``collection.json`` remembers, for each test file (relative to the rootdir), the node ids
-its last clean collection produced and everything that collection depended on:
+its last clean and complete collection produced and everything that collection depended on:
 
 - the file's own size, mtime and content hash;
 - the ``conftest.py`` of each of its folders up to the rootdir (their content, or their absence);
 - the local modules (under the rootdir, outside any installed package) that its import loaded
   or whose objects it holds, e.g. a helper module its parametrization reads;
-- the environment, for all files at once: Python and pytest versions, the installed pytest
-  plugins and the ini file.
+- the other files under the rootdir that its collection (or its folders' conftests' import)
+  opened, the folders it listed and the globs it ran, by content or by the names they held;
+- the environment, for all files at once (`environment_key`): Python and pytest versions, the
+  installed distributions and pytest plugins, the ini file, the environment variables (less
+  `IGNORED_VARIABLES`) and the command line (less `collection_args`'s options).
 
 A file is *known* when all of these are unchanged; its node ids are then the recorded ones. A
 known file with no sampled test is not imported at all; in a known file that has some, only the
 functions and classes that hold a sampled test are turned into test items. Any new, changed or
 unknown file is collected in full, so the selected set is exactly the one a full collection
-would give.
+would give, as far as these inputs decide a file's node ids (a collection that reads something
+else, e.g. a file outside the rootdir, is caught by `llmharness.collection`'s check of the files
+it does build).
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import importlib.util
 import os
 import posixpath
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -38,17 +44,109 @@ from typing import Any
 from llmharness import sampling
 
 __all__ = [
+    "IGNORED_VARIABLES",
     "CollectionPlan",
     "Fingerprints",
+    "Recorded",
+    "changed_names",
+    "collection_args",
+    "dependency_key",
+    "distributions",
     "environment_key",
     "file_entry",
     "local_dependencies",
     "plan",
     "plugin_identity",
     "relative",
+    "variable_digests",
 ]
 
 _PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})
+
+#: Environment variables left out of the key: they change from one shell or terminal to the
+#: next, or are set by pytest, xdist or llmharness itself (whose own only choose the sample),
+#: and no test's node id should depend on them. Any other variable's change makes every file
+#: unknown.
+IGNORED_VARIABLES = frozenset(
+    {
+        "_",
+        "OLDPWD",
+        "PWD",
+        "SHLVL",
+        "COLUMNS",
+        "LINES",
+        "TERM_SESSION_ID",
+        "WINDOWID",
+        "SSH_CLIENT",
+        "SSH_CONNECTION",
+        "SSH_TTY",
+        "PYTEST_CURRENT_TEST",
+        "PYTEST_VERSION",
+    }
+)
+_IGNORED_PREFIXES = ("PYTEST_XDIST_", "LLMHARNESS_")
+
+# Options that cannot change any file's node ids: llmharness's own (they choose the sample,
+# not the tests) and pytest's and xdist's output and run control. Everything else on the
+# command line (paths, -p, -k, --count, --import-mode, -c, --rootdir...) is in the key.
+_FREE_FLAGS = frozenset(
+    {
+        "--fast",
+        "--compact",
+        "--no-compact",
+        "-q",
+        "--quiet",
+        "-v",
+        "--verbose",
+        "-x",
+        "--exitfirst",
+        "-s",
+        "-l",
+        "--showlocals",
+        "--no-showlocals",
+        "--no-header",
+        "--no-summary",
+        "--co",
+        "--collect-only",
+        "--collectonly",
+    }
+)
+_FREE_WITH_VALUE = frozenset(
+    {
+        "--fast-fraction",
+        "--fast-budget",
+        "--agent-id",
+        "--seed",
+        "--time-limit",
+        "--test-timeout",
+        "--llmharness-config",
+        "--llmharness-store",
+        "--maxfail",
+        "--tb",
+        "-r",
+        "--capture",
+        "-n",
+        "--numprocesses",
+        "--maxprocesses",
+        "--dist",
+        "--color",
+        "--code-highlight",
+        "--durations",
+        "--durations-min",
+        "--verbosity",
+        "--junitxml",
+        "--junit-xml",
+        "--junit-prefix",
+        "--basetemp",
+    }
+)
+_FREE_SHORT_FLAGS = frozenset("qvxsl")  # may be stacked: -vvx
+_FREE_SHORT_WITH_VALUE = frozenset("rn")  # the rest of the token, or the next one: -rA, -n 2
+
+# Keys of dependencies that are not files: a folder's names end in "/" (the rootdir is "./"),
+# a glob starts with "/" (a path relative to the rootdir never does).
+_GLOB = "/glob:"
+_RECURSIVE_GLOB = "/glob-recursive:"
 
 
 class Fingerprints:
@@ -59,10 +157,32 @@ class Fingerprints:
         self._seen: dict[str, str | None] = {}
 
     def digest(self, rel: str) -> str | None:
-        """The file's content hash, or None when it does not exist or cannot be read."""
+        """The file's content hash, or None when it does not exist or cannot be read; for a
+        folder's key (see `dependency_key`) the hash of its names, for a glob's its matches."""
         if rel not in self._seen:
-            self.text(rel)
+            if rel.startswith("/"):
+                self._seen[rel] = self._glob(rel)
+            elif rel.endswith("/"):
+                self._seen[rel] = self._listing(rel)
+            else:
+                self.text(rel)
         return self._seen[rel]
+
+    def _listing(self, key: str) -> str | None:
+        try:
+            names = sorted(os.listdir(os.path.join(self.root, key)))
+        except OSError:
+            return None
+        return _hash("\0".join(names))
+
+    def _glob(self, key: str) -> str | None:
+        recursive = key.startswith(_RECURSIVE_GLOB)
+        pattern = key[len(_RECURSIVE_GLOB if recursive else _GLOB) :]
+        try:
+            found = glob.glob(os.path.join(glob.escape(self.root), pattern), recursive=recursive)
+        except (OSError, ValueError):
+            return None
+        return _hash("\0".join(sorted(relative(self.root, path) or path for path in found)))
 
     def text(self, rel: str) -> str:
         """The file's source (empty if unreadable), hashed on the way: one read serves both."""
@@ -99,6 +219,108 @@ def relative(root: str, path: str) -> str | None:
     return rel.replace(os.sep, "/") if os.sep != "/" else rel
 
 
+def _hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def dependency_key(root: str, kind: str, path: str, ignored: Sequence[str] = ()) -> str | None:
+    """The cache's key for something a collection read: `kind` "file" (opened), "folder"
+    (listed) or "glob" / "recursive-glob" (a pattern), at the absolute `path`. None when it is
+    not a dependency to keep: outside the rootdir, under an `ignored` folder (relative to it),
+    in an installed package, or Python source and bytecode (left to the module tracking)."""
+    rel = "." if path == root else relative(root, path)
+    if rel is None:
+        return None
+    parts = rel.split("/")
+    if "__pycache__" in parts or _PACKAGE_DIRS.intersection(parts):
+        return None
+    if any(rel == folder or rel.startswith(folder + "/") for folder in ignored):
+        return None
+    if kind == "glob":
+        return _GLOB + rel
+    if kind == "recursive-glob":
+        return _RECURSIVE_GLOB + rel
+    if kind == "file":
+        if rel.endswith((".py", ".pyc", ".pyo")):
+            return None
+        if not os.path.isdir(path):  # os.open of a folder, as os.fwalk does, is a listing
+            return rel
+    return rel + "/"
+
+
+def variable_digests(environ: Mapping[str, str]) -> dict[str, str]:
+    """A hash of each environment variable that may shape collection (not the values: they
+    may be secrets, and collection.json is a plain file)."""
+    return {
+        name: _hash(f"{name}={value}")
+        for name, value in sorted(environ.items())
+        if name not in IGNORED_VARIABLES and not name.startswith(_IGNORED_PREFIXES)
+    }
+
+
+def changed_names(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The names set, unset or changed between two mappings."""
+    return sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+
+
+def collection_args(args: Sequence[str]) -> list[str]:
+    """The command line less the options that cannot change any file's node ids (with their
+    values, as `--opt V` or `--opt=V`, and short flags however stacked)."""
+    kept: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            kept.append(token)
+            kept.extend(tokens)
+            break
+        if token.startswith("--"):
+            name, equals, _ = token.partition("=")
+            if name in _FREE_FLAGS and not equals:
+                continue
+            if name in _FREE_WITH_VALUE:
+                if not equals:
+                    next(tokens, None)
+                continue
+            if equals:  # `--opt=V` means `--opt V`: one key for both
+                kept.extend((name, token[len(name) + 1 :]))
+                continue
+        elif token.startswith("-") and len(token) > 1:
+            if token in _FREE_WITH_VALUE:
+                next(tokens, None)
+                continue
+            free = _free_short_options(token[1:])
+            if free is not None:
+                if free:  # a value-taking option ends the token: its value is the next one
+                    next(tokens, None)
+                continue
+        kept.append(token)
+    return kept
+
+
+def _free_short_options(letters: str) -> bool | None:
+    """For stacked short options (`vvx`, `rA`, `xn2`): None if one of them may change node
+    ids; else whether the last takes its value from the next token."""
+    for index, letter in enumerate(letters):
+        if letter in _FREE_SHORT_WITH_VALUE:
+            return index == len(letters) - 1
+        if letter not in _FREE_SHORT_FLAGS:
+            return None
+    return False
+
+
+def distributions(paths: Iterable[str]) -> list[str]:
+    """The installed distributions (their metadata folders' names hold name and version) on
+    the import path: a package's upgrade may change node ids a test builds from it."""
+    names: set[str] = set()
+    for entry in paths:
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:  # a zip file, a missing folder
+            continue
+        names.update(name for name in listing if name.endswith((".dist-info", ".egg-info")))
+    return sorted(names)
+
+
 def plugin_identity(dist: Any) -> str:
     """An installed distribution (pluggy's DistFacade or importlib's Distribution) as the hash
     of its metadata file, which holds its name and version: reading the file costs every run a
@@ -114,19 +336,29 @@ def plugin_identity(dist: Any) -> str:
     return f"{getattr(dist, 'project_name', '?')}=={getattr(dist, 'version', '?')}"
 
 
-def environment_key(inipath: Path | None, plugins: Iterable[str], extra: Iterable[str] = ()) -> str:
+def environment_key(
+    inipath: Path | None,
+    plugins: Iterable[str],
+    packages: Iterable[str] = (),
+    args: Iterable[str] = (),
+    variables: Mapping[str, str] | None = None,
+) -> str:
     """One hash of what shapes every file's collection: versions, plugins (by
-    `plugin_identity`), the ini file."""
+    `plugin_identity`), installed `distributions`, the ini file, the command line (as
+    `collection_args` gives it, with where it was run) and the `variable_digests`."""
     import pytest
 
-    parts = [sys.version, pytest.__version__, *sorted(plugins)]
+    parts = [sys.version, pytest.__version__, *sorted(plugins), "packages", *packages]
     if inipath is not None:
         try:
             parts.append(hashlib.blake2b(inipath.read_bytes(), digest_size=16).hexdigest())
         except OSError:
             parts.append("ini-unreadable")
-    parts.extend(extra)
-    return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
+    parts.append("args")
+    parts.extend(args)
+    parts.append("variables")
+    parts.extend(f"{name}={digest}" for name, digest in sorted((variables or {}).items()))
+    return _hash("\0".join(parts))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -265,6 +497,47 @@ def _known(fingerprints: Fingerprints, rel: str, entry: Any) -> list[str] | None
     return ids
 
 
+class Recorded:
+    """A known file's recorded node ids: what a partial build of the file must produce."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.ids = frozenset(ids)
+
+    def under(self, prefix: str) -> tuple[set[str], bool]:
+        """The recorded items the object `prefix` (`collector::name`) built itself, and
+        whether it holds deeper ones (a class's). A scan: it is asked only about the few
+        objects a plan builds."""
+        items: set[str] = set()
+        deeper = False
+        bracket, colons = prefix + "[", prefix + "::"
+        for nodeid in self.ids:
+            if nodeid == prefix or nodeid.startswith(bracket):
+                items.add(nodeid)
+            elif nodeid.startswith(colons):
+                deeper = True
+        return items, deeper
+
+    def differences(self, produced: Iterable[str], pruned: Iterable[str]) -> tuple[int, int]:
+        """(new, gone): ids produced but not recorded, and recorded ids neither produced nor
+        under one of the `pruned` objects (`collector::name`), which were not built."""
+        produced = set(produced)
+        excused = set(pruned)
+        gone = 0
+        for nodeid in self.ids - produced:
+            # Its objects from the outermost: `f.py::C::t[x::y]` is under f.py::C, f.py::C::t
+            # (parameters may hold `::`, a name never does).
+            head = nodeid.partition("[")[0]
+            cut = head.find("::")
+            while True:
+                cut = head.find("::", cut + 2)
+                if (head if cut == -1 else head[:cut]) in excused:
+                    break
+                if cut == -1:
+                    gone += 1
+                    break
+        return len(produced - self.ids), gone
+
+
 @dataclass(frozen=True)
 class CollectionPlan:
     """What a `--fast` run need not collect, decided from the cache before collection."""
@@ -275,7 +548,7 @@ class CollectionPlan:
 
     def keeps(self, parent_nodeid: str, name: str) -> bool:
         """Whether the object `name` in a collector may hold a wanted test."""
-        wanted = self.wanted.get(parent_nodeid.split("::", 1)[0])
+        wanted = self.wanted.get(parent_nodeid.partition("::")[0])
         if wanted is None:
             return True  # not a known file: collect as usual
         prefix = f"{parent_nodeid}::{name}"

@@ -115,6 +115,9 @@ def test_selects_exactly_what_a_full_collection_selects(
             ran, sample = _run(pytester, monkeypatch, *args)
             assert ran == set(select(everything, value, seed).selected)
             assert sample["total"] == len(everything)
+            # Nothing changed: every file built in part matched its record.
+            log = (pytester.path / ".llmharness" / "last" / "log.txt").read_text()
+            assert "collection cache:" not in log
             skipped_files += sample["uncollected_files"]
             skipped_tests += sample["uncollected_tests"]
     # The cache did its work: whole files went unimported and most tests were never built.
@@ -258,7 +261,8 @@ def test_xdist_workers_apply_the_same_plan(
 ) -> None:
     _suite(pytester)
     everything = _all_ids(pytester)
-    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    # In a fresh interpreter too: its PYTHONPATH, in the cache's key, is not this process's.
+    pytester.runpytest_subprocess(*QUIET, "--agent-id", "warmup")
     args = ("--fast-fraction", "10%", "--seed", "w")
     result = pytester.runpytest_subprocess(*QUIET, "-n", "2", *args)
     assert result.ret == 0, result.stdout.str()
