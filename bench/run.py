@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark llmharness against plain pytest and its peers on large synthetic suites.
+"""Benchmark llmharness against plain pytest and its peers, on synthetic and real suites.
 
 Builds one virtual environment per tool under bench/_work/venvs/ (so each run loads only the
-pytest plugins it needs), generates a synthetic suite with suites/generate.py, times every
-variant round-robin (median wall time, peak RSS, ratios to plain pytest measured in the same
-run), then records a 100,000-test run and times the `llmharness` CLI on it. Prints a table and
+pytest plugins it needs). Then, all in one run, each figure a ratio to plain pytest measured in
+the same run: the tools part times every variant and peer round-robin on a synthetic suite; the
+where-agents-run part times `pytest -q` with and without llmharness on synthetic suites and two
+real projects' own tests (from their sdists on PyPI), with PYTHONDONTWRITEBYTECODE=1 and
+without it, from the second run on; the record part records a 100,000-test run, times the
+`llmharness` CLI on it and sizes the store. Prints the tables and the goals, met or not, and
 writes bench/_work/results.json. Standard library only; Linux or macOS (uses os.wait4).
 """
 
@@ -25,6 +28,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -145,8 +149,18 @@ print(json.dumps({"packages": dists, "pytest11": plugins,
 
 def inspect_venv(venv: Path, env: dict[str, str]) -> dict[str, Any]:
     """What a venv holds: its packages, the pytest plugins it auto-loads, its bytecode flag."""
-    data: dict[str, Any] = json.loads(run_quiet([venv_python(venv), "-c", _INSPECT], env=env))
+    # From the venv's own folder: `python -c` puts the current folder on sys.path, and a
+    # checkout's llmharness.egg-info there would be listed as installed.
+    command: list[str | Path] = [venv_python(venv), "-c", _INSPECT]
+    data: dict[str, Any] = json.loads(run_quiet(command, env=env, cwd=venv))
     return data
+
+
+def check_plugin(info: dict[str, Any], venv: str, loaded: bool) -> None:
+    """Stop unless the venv does (or does not) auto-load the llmharness plugin."""
+    if any(entry.startswith("llmharness ") for entry in info["pytest11"]) != loaded:
+        state = "does not load" if loaded else "loads"
+        sys.exit(f"bench: venv {venv} {state} the llmharness plugin: {info['pytest11']}")
 
 
 def installed_version(info: dict[str, Any], name: str) -> str:
@@ -167,6 +181,9 @@ class Sample:
     exit_code: int
     out_bytes: int
     last_line: str
+    # Clock time (time.time) at the start and the end, to compare with summary.json's own.
+    started_at: float = 0.0
+    ended_at: float = 0.0
 
 
 def _maxrss_bytes(value: int) -> int:
@@ -185,6 +202,7 @@ def measure(
     """Run `cmd` and return its wall time and peak RSS (from the child's own rusage)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
+        started_at = time.time()
         start = time.perf_counter()
         proc = subprocess.Popen(
             list(cmd),
@@ -204,12 +222,14 @@ def measure(
         finally:
             timer.cancel()
         wall = time.perf_counter() - start
+        ended_at = time.time()
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = log.read_bytes()
     lines = [line for line in text.decode("utf-8", "replace").splitlines() if line.strip()]
     ours = [line for line in lines if line.startswith("llmharness: ")]
     last = (ours or lines or [""])[-1].strip()
-    return Sample(wall, _maxrss_bytes(usage.ru_maxrss), proc.returncode, len(text), last[:200])
+    rss = _maxrss_bytes(usage.ru_maxrss)
+    return Sample(wall, rss, proc.returncode, len(text), last[:200], started_at, ended_at)
 
 
 # -- the variants ----------------------------------------------------------------------------
@@ -591,7 +611,9 @@ def bench_record(
     suite = generate(generator, root, files, tests, fail_rate, FAIL_SEED)
     logs = work / "logs"
     command = [pytest, *COMMON, *AGENT]
+    store = root / ".llmharness"
     runs: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for number, seed in enumerate((FAIL_SEED, FAIL_SEED + 1), start=1):
         if number == 2:
             # Different failing tests, so that the second run's regression diff has content.
@@ -599,12 +621,24 @@ def bench_record(
         progress(f"recording run {number} of {suite['tests']:,} tests")
         sample = measure(command, root, env, logs / f"record-{number}.txt", timeout)
         check_exit(sample, command, logs / f"record-{number}.txt")
+        new = {p.name for p in (store / "runs").iterdir() if p.is_dir()} - seen
+        if len(new) != 1:
+            sys.exit(f"bench: recording run {number} left {len(new)} new runs in {store}")
+        run_id = new.pop()
+        seen.add(run_id)
         runs.append(
             {
+                "run_id": run_id,
                 "fail_seed": seed,
                 "wall_s": sample.wall_s,
                 "rss_mb": sample.rss_bytes / 2**20,
                 "last_line": sample.last_line,
+                # A later run may compact an earlier one's folder: sized as its run left it
+                # here, and as kept (`bytes`) at the end.
+                "bytes_written": run_sizes(store / "runs" / run_id),
+                # The whole store after this run. What the second run added is what each run
+                # adds in the steady state: its folder as written, less what it compacted.
+                "store_bytes_after": tree_bytes(store),
             }
         )
         progress(f"recording run {number}: {sample.wall_s:.1f}s")
@@ -613,13 +647,8 @@ def bench_record(
     check_exit(plain, plain_cmd, logs / "record-plain.txt")
     progress(f"plain pytest on the record suite: {plain.wall_s:.1f}s")
 
-    store = root / ".llmharness"
-    run_ids = sorted(p.name for p in (store / "runs").iterdir() if p.is_dir())
-    if len(run_ids) != len(runs):
-        sys.exit(f"bench: expected {len(runs)} runs in {store / 'runs'}, found {run_ids}")
-    for info, run_id in zip(runs, run_ids, strict=True):
-        info["run_id"] = run_id
-        info["bytes"] = run_sizes(store / "runs" / run_id)
+    for info in runs:
+        info["bytes"] = run_sizes(store / "runs" / info["run_id"])
     return {
         "suite": suite,
         "runs": runs,
@@ -627,7 +656,7 @@ def bench_record(
         "plain_rss_mb": plain.rss_bytes / 2**20,
         "index_bytes": (store / "index.json").stat().st_size,
         "store_bytes": tree_bytes(store),
-        **time_cli(venvs, root, run_ids[0], work / "logs", env, repeat, timeout),
+        **time_cli(venvs, root, runs[0]["run_id"], work / "logs", env, repeat, timeout),
     }
 
 
@@ -671,6 +700,460 @@ def time_cli(
     for entry in entries:
         entry["median_s"] = statistics.median(entry["samples_s"])
     return {"python_startup_s": statistics.median(floor), "cli": entries}
+
+
+# -- where agents run ------------------------------------------------------------------------
+# The part above measures tools on one synthetic suite with the environment as it comes and
+# pytest's cache plugin off. Agents run `pytest -q` as it comes, on real projects, on machines
+# that may set PYTHONDONTWRITEBYTECODE. This part measures that: several suites, each run with
+# PYTHONDONTWRITEBYTECODE=1 and without it, each figure against plain `pytest -q` on the same
+# suite, in the same env state and round.
+WHERE_ARGS = ("-q",)
+AGENT_ONE = ("--agent-id", "1")
+FAILING_RATE = 0.01  # the failing suite: 1 test in 100 fails
+
+GOAL_WHERE_FAST1 = 0.12
+GOAL_WHERE_FULL_NOPYC = 0.85
+GOAL_COMPACT_FAILING = 1.0
+GOAL_REAL_WALL = 1.03
+GOAL_REAL_RSS = 1.05
+GOAL_END_GAP_S = 2.0
+GOAL_STORE_MB = 3.0
+GOAL_STORE_TESTS = 60_000
+
+
+@dataclass(frozen=True)
+class EnvState:
+    """How PYTHONDONTWRITEBYTECODE is set for the children: "1" or "unset"."""
+
+    name: str
+    # Each state runs in a copy of the suite of its own: Python and pytest still read the .pyc
+    # files they find when PYTHONDONTWRITEBYTECODE is set, so the runs without it would
+    # otherwise hand their bytecode cache to the runs with it.
+    folder: str
+
+    def apply(self, env: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        if self.name == "1":
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+
+ENV_STATES = (EnvState("1", "nopyc"), EnvState("unset", "pyc"))
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of running a suite: pytest -q plus these options, in which venv and store."""
+
+    name: str
+    args: tuple[str, ...]
+    meaning: str
+    store: str | None = None  # None: plain pytest, in the venv without llmharness
+    fast: bool = False  # needs a full recording run in its store first
+
+
+WHERE_MODES = (
+    Mode("plain", (), "pytest -q, llmharness not installed (the baseline)"),
+    Mode("full", (), "llmharness recording every test, pytest's own output", ".llmharness-full"),
+    Mode(
+        "agent",
+        AGENT_ONE,
+        "llmharness recording every test, compact (--agent-id 1): what an agent runs",
+        ".llmharness-agent",
+    ),
+    Mode(
+        "fast1",
+        ("--fast", "--fast-fraction", "1%", *AGENT_ONE),
+        "a 1% sample, compact",
+        ".llmharness-fast1",
+        fast=True,
+    ),
+    Mode(
+        "fast10",
+        ("--fast", "--fast-fraction", "10%", *AGENT_ONE),
+        "a 10% sample, compact",
+        ".llmharness-fast10",
+        fast=True,
+    ),
+)
+MODES_BY_NAME = {mode.name: mode for mode in WHERE_MODES}
+ALL_MODES = tuple(mode.name for mode in WHERE_MODES)
+FAILING_MODES = ("plain", "full", "agent")
+
+
+@dataclass(frozen=True)
+class RealProject:
+    """A published project whose sdist ships its tests, and how its suite is run."""
+
+    name: str  # on PyPI, and as `--suites` names it
+    version: str
+    test_requires: tuple[str, ...]
+    paths: tuple[str, ...] = ()  # pytest's arguments; () runs the project's own testpaths
+    quick_paths: tuple[str, ...] = ()
+    note: str = ""  # why `paths` is not the whole suite
+
+
+# Both are pure Python, ship their tests in the sdist, pass offline and take seconds here.
+REAL_PROJECTS = (
+    RealProject(
+        "jinja2",
+        "3.1.6",
+        ("trio",),  # requirements/tests.in
+        quick_paths=("tests/test_filters.py", "tests/test_api.py"),
+    ),
+    RealProject(
+        "packaging",
+        "26.4",
+        ("hypothesis", "pretend", "tomli_w"),  # its "test" dependency group, less coverage
+        paths=("tests/test_specifiers.py", "tests/test_markers.py"),
+        quick_paths=("tests/test_tags.py", "tests/test_utils.py"),
+        # The whole suite is 64,000 tests, 51,500 of them generated cases in test_version.py,
+        # and takes minutes: too long to run about thirty times.
+        note="two of its test files",
+    ),
+)
+REAL_BY_NAME = {project.name: project for project in REAL_PROJECTS}
+SYNTHETIC_SUITES = ("pass", "assert", "failing")
+WHERE_SUITES = (*SYNTHETIC_SUITES, *REAL_BY_NAME)
+
+
+@dataclass(frozen=True)
+class WhereSuite:
+    """A suite of this part: its venvs, its pytest arguments, the modes it runs in."""
+
+    name: str
+    plain_venv: str
+    llmh_venv: str
+    modes: tuple[str, ...]
+    paths: tuple[str, ...] = ()
+    describe: str = ""
+
+
+@dataclass
+class Cell:
+    """One suite in one env state in one mode: its command, samples and derived figures."""
+
+    suite: WhereSuite
+    state: EnvState
+    mode: Mode
+    folder: Path
+    result: Result
+    loads: list[float] = field(default_factory=list)
+    # Per timed llmharness run: summary.json's duration against the process's own times.
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    store: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite.name}-{self.state.folder}-{self.mode.name}"
+
+
+def write_assert_suite(
+    generator: ModuleType, root: Path, files: int, tests: int, fail_rate: float, seed: int
+) -> dict[str, Any]:
+    """Write the "assert" shape afresh: generate.py's layout, `assert n == n` (`n + 1` fails)."""
+    # generate.py writes the layout (pytest.ini, pkg_NN/ folders, file and test names) and
+    # decides which tests fail; only the bodies are rewritten here, so both shapes share names.
+    shutil.rmtree(root, ignore_errors=True)
+    subdirs = min(10, files)
+    nodeids = generator.synthetic(root, files, tests, 0.0, seed, subdirs)
+    by_file: dict[str, list[str]] = collections.defaultdict(list)
+    for nodeid in nodeids:
+        rel, name = nodeid.split("::")
+        by_file[rel].append(name)
+    failing = 0
+    for rel, names in by_file.items():
+        chunks = []
+        for name in names:
+            n = int(name.removeprefix("test_"))
+            fails = generator.is_failing(seed, f"{rel}::{name}", fail_rate)
+            failing += fails
+            chunks.append(f"def {name}():\n    assert {n} == {n}{' + 1' if fails else ''}\n")
+        (root / rel).write_text("\n\n".join(chunks))
+    # The same facts as generate()'s.
+    return {
+        "path": str(root),
+        "files": files,
+        "tests_per_file": tests,
+        "tests": len(nodeids),
+        "subdirs": subdirs,
+        "fail_rate": fail_rate,
+        "seed": seed,
+        "failing": failing,
+    }
+
+
+def fetch_sdist(project: RealProject, python: Path, work: Path) -> Path:
+    """Download the project's sdist from PyPI (once) and unpack it; return its source tree."""
+    sdists = work / "sdists"
+    sdists.mkdir(parents=True, exist_ok=True)
+
+    def normalized(text: str) -> str:
+        return re.sub(r"[-_.]+", "_", text.lower())
+
+    wanted = normalized(f"{project.name}-{project.version}.tar.gz")
+
+    def archive() -> Path | None:
+        return next((path for path in sdists.iterdir() if normalized(path.name) == wanted), None)
+
+    if archive() is None:
+        progress(f"downloading the {project.name} {project.version} sdist")
+        pip: list[str | Path] = [python, "-m", "pip", "download", "-q"]
+        pip.append("--disable-pip-version-check")
+        spec = f"{project.name}=={project.version}"
+        run_quiet([*pip, "--no-binary", ":all:", "--no-deps", "-d", sdists, spec])
+    found = archive()
+    if found is None:
+        sys.exit(f"bench: no .tar.gz sdist of {project.name} {project.version} in {sdists}")
+    unpacked = sdists / f"unpacked-{found.name}"
+    if not unpacked.is_dir():
+        partial = sdists / f"partial-{found.name}"
+        shutil.rmtree(partial, ignore_errors=True)
+        with tarfile.open(found) as tar:
+            if hasattr(tarfile, "data_filter"):  # 3.11.4+: refuses links and paths outside
+                tar.extractall(partial, filter="data")
+            else:
+                tar.extractall(partial)
+        partial.rename(unpacked)  # only once whole, so an interrupted unpacking is redone
+    tops = [path for path in unpacked.iterdir() if path.is_dir()]
+    if len(tops) != 1 or not (tops[0] / "tests").is_dir():
+        sys.exit(f"bench: expected one source tree with a tests/ folder in {unpacked}")
+    return tops[0]
+
+
+def real_venvs(
+    project: RealProject,
+    tree: Path,
+    source: Path,
+    python: str,
+    pytest_v: str,
+    venvs: Path,
+    rebuild: bool,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """Two venvs for a project: its package and test requirements, and the same plus llmharness.
+
+    The second is installed under constraints frozen from the first, so both hold the same
+    versions of everything they share and the difference measured is llmharness alone (with
+    what it brings: pytest-xdist's plugin loads too).
+    """
+    common = (str(tree), f"pytest=={pytest_v}", *project.test_requires)
+    plain = ensure_venv(venvs, VenvSpec(f"real-{project.name}", common), python, rebuild, {})
+    freeze: list[str | Path] = [venv_python(plain), "-m", "pip", "freeze"]
+    frozen = run_quiet(freeze, env=env, cwd=plain).splitlines()  # cwd: as in inspect_venv
+    # The project itself is frozen as "name @ file://...": it comes from the tree in both.
+    constraints = "".join(f"{line}\n" for line in frozen if line and " @ " not in line)
+    constraints_file = venvs / f"real-{project.name}.constraints.txt"
+    if not constraints_file.exists() or constraints_file.read_text() != constraints:
+        constraints_file.write_text(constraints)
+    digest = hashlib.blake2b(constraints.encode(), digest_size=8).hexdigest()
+    spec = VenvSpec(
+        f"real-{project.name}-llmh", (*common, str(source), "-c", str(constraints_file))
+    )
+    stamp = {"source": source.name, "constraints": digest}
+    llmh = ensure_venv(venvs, spec, python, rebuild, stamp)
+    infos = {plain.name: inspect_venv(plain, env), llmh.name: inspect_venv(llmh, env)}
+    check_plugin(infos[plain.name], plain.name, loaded=False)
+    check_plugin(infos[llmh.name], llmh.name, loaded=True)
+    before, after = (set(info["packages"]) for info in infos.values())
+    if not before <= after:
+        sys.exit(f"bench: {llmh.name} differs from {plain.name} in {sorted(before - after)}")
+    return {"venvs": infos, "llmharness_adds": sorted(after - before)}
+
+
+def prepare_where(
+    names: Sequence[str],
+    states: Sequence[EnvState],
+    args: argparse.Namespace,
+    generator: ModuleType,
+    source: Path,
+    python: str,
+    pytest_v: str,
+    venvs: Path,
+    work: Path,
+    env: dict[str, str],
+) -> tuple[list[WhereSuite], dict[str, Any]]:
+    """Write (or copy) every suite afresh for each env state and build the projects' venvs."""
+    root = work / "suites" / "where"
+    suites: list[WhereSuite] = []
+    facts: dict[str, Any] = {}
+    for name in names:
+        project = REAL_BY_NAME.get(name)
+        if project is None:
+            rate = FAILING_RATE if name == "failing" else args.fail_rate
+            write = generate if name == "pass" else write_assert_suite
+            for state in states:
+                folder = root / f"{name}-{state.folder}"
+                facts[name] = write(generator, folder, args.files, args.tests, rate, FAIL_SEED)
+            body = "pass" if name == "pass" else "assert n == n"
+            modes = FAILING_MODES if name == "failing" else ALL_MODES
+            describe = (
+                f"{facts[name]['tests']:,} tests ({args.files} files x {args.tests} `{body}`, "
+                f"{facts[name]['failing']} failing)"
+            )
+            suites.append(WhereSuite(name, "plain", "llmharness", modes, (), describe))
+            continue
+        tree = fetch_sdist(project, venv_python(venvs / "llmharness"), work)
+        built = real_venvs(project, tree, source, python, pytest_v, venvs, args.rebuild, env)
+        paths = project.quick_paths if args.quick else project.paths
+        for state in states:
+            folder = root / f"{name}-{state.folder}"
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(tree, folder)
+        facts[name] = {"version": project.version, "sdist": str(tree), "paths": paths, **built}
+        describe = f"{project.name} {project.version}: " + (
+            " ".join(paths) if paths else "its whole suite"
+        )
+        if args.quick:
+            describe += " (--quick)"
+        elif project.note:
+            describe += f" ({project.note})"
+        suites.append(
+            WhereSuite(name, f"real-{name}", f"real-{name}-llmh", ALL_MODES, paths, describe)
+        )
+    return suites, facts
+
+
+def where_command(
+    suite: WhereSuite, mode: Mode, venvs: Path, fast_warmup: bool = False
+) -> list[str]:
+    venv = suite.plain_venv if mode.store is None else suite.llmh_venv
+    args = AGENT_ONE if fast_warmup else mode.args
+    store = ["--llmharness-store", mode.store] if mode.store else []
+    return [str(venvs / venv / "bin" / "pytest"), *WHERE_ARGS, *suite.paths, *args, *store]
+
+
+def run_timing(cell: Cell, sample: Sample) -> dict[str, Any]:
+    """summary.json's own start, end and duration against the process's (None when stale)."""
+    summary = read_json(cell.folder / str(cell.mode.store) / "last" / "summary.json")
+    if not isinstance(summary, dict) or float(summary.get("finished") or 0) < sample.started_at:
+        return {"reported_s": None}
+    reported = float(summary.get("duration_s") or 0.0)
+    return {
+        "reported_s": reported,
+        # What the process took that its reported duration leaves out: start-up before the
+        # recorder started, and whatever ran after it wrote summary.json.
+        "gap_s": sample.wall_s - reported,
+        "head_s": float(summary["started"]) - sample.started_at,
+        "tail_s": sample.ended_at - float(summary["finished"]),
+    }
+
+
+def bench_where(
+    suites: Sequence[WhereSuite],
+    states: Sequence[EnvState],
+    venvs: Path,
+    work: Path,
+    env: dict[str, str],
+    repeat: int,
+    timeout: float,
+) -> list[Cell]:
+    """Warm every cell up, then time them round-robin, `repeat` rounds."""
+    groups: list[list[Cell]] = []
+    for suite in suites:
+        for state in states:
+            folder = work / "suites" / "where" / f"{suite.name}-{state.folder}"
+            group = []
+            for name in suite.modes:
+                mode = MODES_BY_NAME[name]
+                command = where_command(suite, mode, venvs)
+                group.append(Cell(suite, state, mode, folder, Result(name, mode.meaning, command)))
+            groups.append(group)
+    logs = work / "logs" / "where"
+
+    def once(cell: Cell, command: list[str], label: str) -> tuple[Sample, dict[str, Any]]:
+        log = logs / f"{cell.key}.txt"
+        sample = measure(command, cell.folder, cell.state.apply(env), log, timeout)
+        check_exit(sample, command, log)
+        timing = run_timing(cell, sample) if cell.mode.store else {}
+        # A plugin that breaks can leave pytest's exit code at 1 with nothing recorded: such a
+        # run measures nothing, so it stops the benchmark.
+        text = log.read_text(errors="replace")
+        if "INTERNALERROR" in text or timing.get("reported_s", 0) is None:
+            what = "INTERNALERROR" if "INTERNALERROR" in text else "no summary.json of its own"
+            sys.exit(f"bench: {what} from {' '.join(command)} (in {cell.folder})\n{text[-2000:]}")
+        progress(
+            f"{label} {cell.suite.name} PYTHONDONTWRITEBYTECODE={cell.state.name} "
+            f"{cell.mode.name}: {sample.wall_s:.2f}s {sample.rss_bytes / 2**20:.0f}MB"
+        )
+        return sample, timing
+
+    # Second run onwards: each plain cell's untimed run fills pytest's __pycache__ (where it is
+    # written) and the file cache; each llmharness cell's also records a first run into its
+    # own store, so its collection cache, index and any cache of its own exist.
+    for group in groups:
+        for cell in group:
+            if cell.mode.fast:
+                # --fast reuses what a full run left in the store (durations, collection cache).
+                warm = where_command(cell.suite, cell.mode, venvs, fast_warmup=True)
+                once(cell, warm, "warm-up full run for")
+            once(cell, cell.result.command, "warm-up")
+    for round_no in range(repeat):
+        # Rotate both the suites and the modes within one, so that no cell always runs right
+        # after the same other one and slow drift in the machine's load spreads over all.
+        for group in rotated(groups, round_no):
+            for cell in rotated(group, round_no):
+                load = os.getloadavg()[0]
+                sample, timing = once(cell, cell.result.command, f"round {round_no + 1}/{repeat}")
+                cell.result.samples.append(sample)
+                cell.loads.append(load)
+                if cell.mode.store:
+                    cell.timings.append(timing)
+    for group in groups:
+        plain = group[0].result  # every suite's modes start with plain
+        for cell in group:
+            cell.result.finish()
+        for cell in group:
+            result = cell.result
+            result.x_plain = ratio(result.median_s, plain.median_s)
+            result.x_plain_rounds = [
+                mine.wall_s / base.wall_s
+                for mine, base in zip(result.samples, plain.samples, strict=True)
+                if base.wall_s
+            ]
+            result.x_plain_rss = ratio(result.peak_rss_mb, plain.peak_rss_mb)
+            if cell.mode.store:
+                store = cell.folder / cell.mode.store
+                cell.store = store_facts(store)
+                last = store / "last"
+                if last.is_dir():
+                    cell.store["run_bytes"] = tree_bytes(last.resolve())
+    return [cell for group in groups for cell in group]
+
+
+def rotated(items: Sequence[Any], by: int) -> list[Any]:
+    by %= len(items) or 1
+    return [*items[by:], *items[:by]]
+
+
+def tests_run(cell: Cell) -> int | None:
+    """How many tests the cell's last run ran, by its store's count (None for plain pytest)."""
+    if cell.store.get("selected") is not None:
+        return int(cell.store["selected"])
+    counts = cell.store.get("counts")
+    return sum(counts.values()) if counts else None
+
+
+def where_data(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    return [
+        {
+            "suite": cell.suite.name,
+            "PYTHONDONTWRITEBYTECODE": cell.state.name,
+            "mode": cell.mode.name,
+            "folder": str(cell.folder),
+            "loads": cell.loads,
+            "timings": cell.timings,
+            "store": cell.store,
+            **asdict(cell.result),
+        }
+        for cell in cells
+    ]
+
+
+def median_of(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -723,24 +1206,25 @@ def goals(
             GOAL_FULL_WALL,
             lambda v: v <= GOAL_FULL_WALL,
         )
-    check(
-        f"full recording wall <= {GOAL_FULL_WALL}x plain (ratio of the rounds' medians)",
-        full.x_plain if full else None,
-        GOAL_FULL_WALL,
-        lambda v: v <= GOAL_FULL_WALL,
-    )
-    check(
-        f"full recording peak RSS <= {GOAL_FULL_RSS}x plain",
-        full.x_plain_rss if full else None,
-        GOAL_FULL_RSS,
-        lambda v: v <= GOAL_FULL_RSS,
-    )
-    check(
-        f"--fast 1% wall <= {GOAL_FAST1_WALL}x a full plain run",
-        fast1.x_plain if fast1 else None,
-        GOAL_FAST1_WALL,
-        lambda v: v <= GOAL_FAST1_WALL,
-    )
+    if results:  # the tools table ran
+        check(
+            f"full recording wall <= {GOAL_FULL_WALL}x plain (ratio of the rounds' medians)",
+            full.x_plain if full else None,
+            GOAL_FULL_WALL,
+            lambda v: v <= GOAL_FULL_WALL,
+        )
+        check(
+            f"full recording peak RSS <= {GOAL_FULL_RSS}x plain",
+            full.x_plain_rss if full else None,
+            GOAL_FULL_RSS,
+            lambda v: v <= GOAL_FULL_RSS,
+        )
+        check(
+            f"--fast 1% wall <= {GOAL_FAST1_WALL}x a full plain run",
+            fast1.x_plain if fast1 else None,
+            GOAL_FAST1_WALL,
+            lambda v: v <= GOAL_FAST1_WALL,
+        )
     if record is not None:
         tests = record["suite"]["tests"]
         for entry in record["cli"]:
@@ -750,7 +1234,31 @@ def goals(
     return checks
 
 
-def report(data: dict[str, Any], results: list[Result]) -> str:
+def report(data: dict[str, Any], results: list[Result], cells: Sequence[Cell]) -> str:
+    meta = data["meta"]
+    lines = [
+        f"llmharness benchmark, {meta['started']}, {meta['host']}: {meta['cpus']} CPUs, "
+        f"load {meta['load_before']} before / {meta['load_after']} after",
+        f"python {meta['python']}, pytest {meta['pytest']}",
+    ]
+    if results:
+        lines += tools_report(data, results)
+    if cells:
+        lines += where_report(data, cells)
+    if data.get("record"):
+        lines += record_report(data["record"], data.get("store_per_run"))
+    lines += ["", "goals:"]
+    for goal in data["goals"]:
+        mark = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
+        detail = f" ({goal['detail']})" if goal.get("detail") else ""
+        lines.append(f"  {mark:12} {goal['goal']}: {fmt(goal['value'], '.3f')}{detail}")
+    if data["config"]["quick"]:
+        lines.append("  (--quick: small suites, not the goals' scale)")
+    lines.append(f"\nwritten: {data['results_file']}")
+    return "\n".join(lines)
+
+
+def tools_report(data: dict[str, Any], results: list[Result]) -> list[str]:
     meta = data["meta"]
     suite = data["suite"]
     bytecode = (
@@ -759,10 +1267,9 @@ def report(data: dict[str, Any], results: list[Result]) -> str:
         else ".pyc cached: rewritten test modules are reused"
     )
     lines = [
-        f"llmharness benchmark, {meta['started']}, {meta['host']}: {meta['cpus']} CPUs, "
-        f"load {meta['load_before']} before / {meta['load_after']} after",
-        f"python {meta['python']}, pytest {meta['pytest']}; PYTHONDONTWRITEBYTECODE="
-        f"{meta['PYTHONDONTWRITEBYTECODE']!r}, children's sys.flags.dont_write_bytecode="
+        "",
+        f"tools: PYTHONDONTWRITEBYTECODE={meta['PYTHONDONTWRITEBYTECODE']!r} as this "
+        f"environment has it, children's sys.flags.dont_write_bytecode="
         f"{meta['dont_write_bytecode']} ({bytecode})",
         f"suite: {suite['tests']:,} tests in {suite['files']} files ({suite['failing']} failing); "
         f"median of {data['config']['repeat']} interleaved runs after one warm-up each; "
@@ -828,49 +1335,270 @@ def report(data: dict[str, Any], results: list[Result]) -> str:
             for warning in r.record.get("store_warnings", [])[:3]:
                 extra += f"\n    store warning: {warning}"
         lines.append(f"  {r.name}: {r.samples[-1].last_line}{extra}")
-    record = data.get("record")
-    if record:
-        s = record["suite"]
-        shape = f"{s['files']} files x {s['tests_per_file']}"
-        lines += ["", f"record of {s['tests']:,} tests ({shape}), two real runs:"]
-        for number, run in enumerate(record["runs"], start=1):
-            b = run.get("bytes", {})
-            parts = ", ".join(f"{k} {v / 1024:,.0f} KB" for k, v in b.items() if k != "total")
-            x_wall = fmt(ratio(run["wall_s"], record["plain_wall_s"]))
-            x_rss = fmt(ratio(run["rss_mb"], record["plain_rss_mb"]))
-            lines.append(
-                f"  run {number} ({run['run_id']}): {run['wall_s']:.1f}s ({x_wall}x plain), "
-                f"{run['rss_mb']:.0f} MB ({x_rss}x); "
-                f"run folder {b.get('total', 0) / 2**20:.2f} MB ({parts})"
-            )
+    return lines
+
+
+def record_report(record: dict[str, Any], store: dict[str, Any] | None) -> list[str]:
+    s = record["suite"]
+    shape = f"{s['files']} files x {s['tests_per_file']}"
+    lines = ["", f"record of {s['tests']:,} tests ({shape}), two real runs:"]
+    for number, run in enumerate(record["runs"], start=1):
+        x_wall = fmt(ratio(run["wall_s"], record["plain_wall_s"]))
+        x_rss = fmt(ratio(run["rss_mb"], record["plain_rss_mb"]))
         lines.append(
-            f"  plain pytest on the same suite: {record['plain_wall_s']:.1f}s, "
-            f"{record['plain_rss_mb']:.0f} MB; index.json {record['index_bytes'] / 2**20:.2f} MB; "
-            f"whole store {record['store_bytes'] / 2**20:.2f} MB"
+            f"  run {number} ({run['run_id']}): {run['wall_s']:.1f}s ({x_wall}x plain), "
+            f"{run['rss_mb']:.0f} MB ({x_rss}x)"
         )
-        rows = [["llmharness (cwd = suite)", "median s", "RSS MB", "stdout B"]]
-        for entry in record["cli"]:
-            verb = entry["verb"]
-            if not entry["goal"]:
-                verb = verb.replace(record["runs"][0].get("run_id", ""), "<run 1>")
+        for when, key in (("as written", "bytes_written"), ("as kept at the end", "bytes")):
+            b = run.get(key, {})
+            parts = ", ".join(f"{k} {v / 1024:,.0f} KB" for k, v in b.items() if k != "total")
+            lines.append(f"    run folder {when}: {b.get('total', 0) / 2**20:.2f} MB ({parts})")
+    lines.append(
+        f"  plain pytest on the same suite: {record['plain_wall_s']:.1f}s, "
+        f"{record['plain_rss_mb']:.0f} MB; index.json {record['index_bytes'] / 2**20:.2f} MB; "
+        f"whole store {record['store_bytes'] / 2**20:.2f} MB"
+    )
+    if store is not None:
+        lines.append(
+            f"  store per full run ({store['source']}): {store['bytes_per_run'] / 2**20:.2f} MB, "
+            f"{store['bytes_per_test']:.0f} bytes a test; at {GOAL_STORE_TESTS:,} tests "
+            f"{store['at_goal_tests_mb']:.2f} MB"
+        )
+    rows = [["llmharness (cwd = suite)", "median s", "RSS MB", "stdout B"]]
+    for entry in record["cli"]:
+        verb = entry["verb"]
+        if not entry["goal"]:
+            verb = verb.replace(record["runs"][0].get("run_id", ""), "<run 1>")
+        rows.append(
+            [
+                verb,
+                fmt(entry["median_s"], ".3f"),
+                fmt(entry["rss_mb"], ".1f"),
+                str(entry["stdout_bytes"]),
+            ]
+        )
+    rows.append(["(python -c pass)", fmt(record["python_startup_s"], ".3f"), "", ""])
+    lines.append(table(rows, {1, 2, 3}))
+    return lines
+
+
+def where_report(data: dict[str, Any], cells: Sequence[Cell]) -> list[str]:
+    where = data["where"]
+    flags = ", ".join(
+        f"PYTHONDONTWRITEBYTECODE={name} -> {flag}" for name, flag in where["flags"].items()
+    )
+    lines = [
+        "",
+        "where agents run: `pytest -q` as it comes (pytest's cache plugin on), each figure "
+        "against plain `pytest -q` on the same suite, in the same env state and round;",
+        f"median of {where['repeat']} interleaved rounds, after one untimed run of each "
+        "(and a recording run into each --fast store): second run onwards",
+        f"children's sys.flags.dont_write_bytecode: {flags}",
+    ]
+    lines += [f"  {suite['name']}: {suite['describe']}" for suite in where["suites"]]
+    lines.append("")
+    header = ["suite", "PYTHONDONTWRITEBYTECODE", "variant", "median s", "min s", "x plain"]
+    header += ["by round (range)", "RSS MB", "x RSS", "ran", "run KB", "out KB", "load"]
+    rows = [header]
+    for cell in cells:
+        r = cell.result
+        rounds = r.x_plain_rounds
+        by_round = (
+            f"{statistics.median(rounds):.3f} ({min(rounds):.2f}-{max(rounds):.2f})"
+            if rounds
+            else "-"
+        )
+        ran = tests_run(cell)
+        run_bytes = cell.store.get("run_bytes")
+        rows.append(
+            [
+                cell.suite.name,
+                cell.state.name,
+                cell.mode.name,
+                fmt(r.median_s),
+                fmt(r.min_s),
+                fmt(r.x_plain, ".3f"),
+                by_round,
+                fmt(r.peak_rss_mb, ".1f"),
+                fmt(r.x_plain_rss, ".3f"),
+                "-" if ran is None else f"{ran:,}",
+                "-" if run_bytes is None else f"{run_bytes / 1024:,.0f}",
+                fmt(r.out_kb, ".1f"),
+                fmt(statistics.median(cell.loads), ".1f"),
+            ]
+        )
+    lines.append(table(rows, set(range(3, 13))))
+    lines.append(
+        "(x plain: over plain pytest's median in the same suite and env state; for fast1 and "
+        "fast10 that is a full plain run; ran: tests the last run ran, by its store; run KB: "
+        "that run's folder as written; load: median 1-minute load average at the runs' starts)"
+    )
+    failing = [cell for cell in cells if cell.suite.name == "failing" and cell.mode.store]
+    if failing:
+        lines += [
+            "",
+            "the failing suite's runs: their own reported duration (summary.json duration_s) "
+            "against the process's wall time",
+        ]
+        header = ["PYTHONDONTWRITEBYTECODE", "variant", "wall s", "reported s"]
+        header += ["wall - reported s", "(max)", "after summary.json s", "load"]
+        rows = [header]
+        for cell in failing:
+            gaps = [t["gap_s"] for t in cell.timings if t.get("reported_s") is not None]
             rows.append(
                 [
-                    verb,
-                    fmt(entry["median_s"], ".3f"),
-                    fmt(entry["rss_mb"], ".1f"),
-                    str(entry["stdout_bytes"]),
+                    cell.state.name,
+                    cell.mode.name,
+                    fmt(cell.result.median_s),
+                    fmt(median_of([t.get("reported_s") for t in cell.timings])),
+                    fmt(median_of(gaps)),
+                    fmt(max(gaps) if gaps else None),
+                    fmt(median_of([t.get("tail_s") for t in cell.timings])),
+                    fmt(statistics.median(cell.loads), ".1f"),
                 ]
             )
-        rows.append(["(python -c pass)", fmt(record["python_startup_s"], ".3f"), "", ""])
-        lines.append(table(rows, {1, 2, 3}))
-    lines += ["", "goals:"]
-    for goal in data["goals"]:
-        mark = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
-        lines.append(f"  {mark:12} {goal['goal']}: {fmt(goal['value'], '.3f')}")
-    if data["config"]["quick"]:
-        lines.append("  (--quick: small suites, not the goals' scale)")
-    lines.append(f"\nwritten: {data['results_file']}")
-    return "\n".join(lines)
+        lines.append(table(rows, set(range(2, 8))))
+        lines.append(
+            "(wall - reported: start-up before the recorder starts plus what runs after it wrote "
+            "summary.json; after summary.json: the second part alone)"
+        )
+    broken = [
+        f"  {cell.key}: {cell.store.get('error') or cell.store.get('store_warnings')}"
+        for cell in cells
+        if cell.mode.store and (cell.store.get("error") or cell.store.get("store_warnings"))
+    ]
+    recorded = sum(1 for cell in cells if cell.mode.store)
+    store = data.get("store_per_run")
+    if store is not None and not data.get("record"):
+        lines.append(
+            f"store per full run ({store['source']}): {store['bytes_per_run'] / 2**20:.2f} MB, "
+            f"{store['bytes_per_test']:.0f} bytes a test; at {GOAL_STORE_TESTS:,} tests "
+            f"{store['at_goal_tests_mb']:.2f} MB"
+        )
+    if broken:
+        lines += ["stores with errors or warnings:", *broken]
+    else:
+        lines.append(f"every llmharness run ({recorded} variants) recorded, no store warnings")
+    return lines
+
+
+def store_per_run(record: dict[str, Any] | None, cells: Sequence[Cell]) -> dict[str, Any] | None:
+    """What one full run adds to the store, per test and at GOAL_STORE_TESTS tests.
+
+    From the record when it ran: what the second run added to the whole store (its run folder
+    and any growth of the index and caches). Otherwise the largest synthetic suite's last run
+    folder.
+    """
+    if record is not None:
+        tests = record["suite"]["tests"]
+        after = [run["store_bytes_after"] for run in record["runs"]]
+        added = after[-1] - after[-2]
+        source = f"record, what run 2 added to the store, {tests:,} tests"
+    else:
+        recorded = [
+            cell
+            for cell in cells
+            if cell.suite.name in ("pass", "assert") and cell.mode.name in ("full", "agent")
+            if cell.store.get("run_bytes")
+        ]
+        if not recorded:
+            return None
+        largest = max(recorded, key=lambda cell: cell.store.get("total") or 0)
+        tests = int(largest.store.get("total") or tests_run(largest) or 0)
+        added = int(largest.store["run_bytes"])
+        source = f"{largest.key}'s last run folder, {tests:,} tests"
+    if not tests:
+        return None
+    per_test = added / tests
+    return {
+        "source": source,
+        "tests": tests,
+        "bytes_per_run": added,
+        "bytes_per_test": per_test,
+        "at_goal_tests_mb": per_test * GOAL_STORE_TESTS / 2**20,
+    }
+
+
+def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The goals of the where-agents-run part: one line per suite and env state each is on."""
+    found = {(c.suite.name, c.state.name, c.mode.name): c for c in cells}
+    checks: list[dict[str, Any]] = []
+
+    def check(goal: str, values: dict[str, float | None], target: float) -> None:
+        # With several values (full and agent), the goal holds only if it holds for each.
+        present = [value for value in values.values() if value is not None]
+        worst = max(present) if present else None
+        detail = ", ".join(f"{k} {fmt(v, '.3f')}" for k, v in values.items())
+        met = None if worst is None else worst <= target
+        checks.append({"goal": goal, "value": worst, "target": target, "met": met})
+        if len(values) > 1:
+            checks[-1]["detail"] = detail
+
+    def x(suite: str, state: str, mode: str, what: str = "x_plain") -> float | None:
+        cell = found.get((suite, state, mode))
+        return None if cell is None else getattr(cell.result, what)
+
+    suites = list(dict.fromkeys(cell.suite.name for cell in cells))
+    for suite in suites:
+        if suite in ("pass", "assert") and (suite, "1", "fast1") in found:
+            check(
+                f"--fast 1% <= {GOAL_WHERE_FAST1}x plain full run, {suite}, "
+                "PYTHONDONTWRITEBYTECODE=1",
+                {"fast1": x(suite, "1", "fast1")},
+                GOAL_WHERE_FAST1,
+            )
+    for suite in suites:
+        if suite != "failing" and (suite, "1", "full") in found:
+            check(
+                f"full recorded run <= {GOAL_WHERE_FULL_NOPYC}x plain pytest, {suite}, "
+                "PYTHONDONTWRITEBYTECODE=1, second run onwards",
+                {mode: x(suite, "1", mode) for mode in ("full", "agent")},
+                GOAL_WHERE_FULL_NOPYC,
+            )
+    states = list(dict.fromkeys(cell.state.name for cell in cells))
+    for state in states:
+        if ("failing", state, "agent") in found:
+            check(
+                f"compact full run with 1% failing <= {GOAL_COMPACT_FAILING}x plain pytest -q, "
+                f"PYTHONDONTWRITEBYTECODE={state}",
+                {"agent": x("failing", state, "agent")},
+                GOAL_COMPACT_FAILING,
+            )
+    for suite in suites:
+        if suite not in REAL_BY_NAME:
+            continue
+        for state in states:
+            check(
+                f"real suite {suite}: full recorded wall <= {GOAL_REAL_WALL}x plain, "
+                f"PYTHONDONTWRITEBYTECODE={state}",
+                {mode: x(suite, state, mode) for mode in ("full", "agent")},
+                GOAL_REAL_WALL,
+            )
+            check(
+                f"real suite {suite}: full recorded peak RSS <= {GOAL_REAL_RSS}x plain, "
+                f"PYTHONDONTWRITEBYTECODE={state}",
+                {mode: x(suite, state, mode, "x_plain_rss") for mode in ("full", "agent")},
+                GOAL_REAL_RSS,
+            )
+    for state in states:
+        cell = found.get(("failing", state, "agent"))
+        if cell is not None:
+            gaps = [t["gap_s"] for t in cell.timings if t.get("reported_s") is not None]
+            failures = (cell.store.get("counts") or {}).get("failed", 0)
+            check(
+                f"compact failing run ({failures} failures) ends within {GOAL_END_GAP_S} s of "
+                f"its reported time (median wall - duration_s), PYTHONDONTWRITEBYTECODE={state}",
+                {"gap s": median_of(gaps)},
+                GOAL_END_GAP_S,
+            )
+    if store is not None:
+        check(
+            f"store <= {GOAL_STORE_MB} MB per full run of a {GOAL_STORE_TESTS:,}-test suite "
+            f"(extrapolated from {store['source']})",
+            {"MB": store["at_goal_tests_mb"]},
+            GOAL_STORE_MB,
+        )
+    return checks
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -888,11 +1616,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pairs",
         type=int,
-        default=10,
-        help="back-to-back runs of plain pytest and llmh-full, for the wall-time goal (10)",
+        help="back-to-back runs of plain pytest and llmh-full, for the wall-time goal "
+        "(10; --quick 2)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 2,000 tests and a 10,000-test record"
+        "--quick",
+        action="store_true",
+        help="smoke test: 2,000-test suites, two files of each project, a 10,000-test record",
     )
     parser.add_argument("--record-files", type=int, help="files of the record suite (500)")
     parser.add_argument("--record-tests", type=int, help="tests per file of it (200)")
@@ -906,6 +1636,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--variants",
         help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS),
     )
+    parser.add_argument(
+        "--no-tools",
+        action="store_true",
+        help="skip the tools table (the variants above and the peers) and the pairs",
+    )
+    parser.add_argument(
+        "--suites",
+        default=",".join(WHERE_SUITES),
+        help="where agents run: comma-separated subset of "
+        f"{', '.join(WHERE_SUITES)}, or none (default: all)",
+    )
+    parser.add_argument(
+        "--env-states",
+        default=",".join(state.name for state in ENV_STATES),
+        help="PYTHONDONTWRITEBYTECODE states for those suites: 1, unset or 1,unset (both)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild every venv")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the venvs")
     parser.add_argument("--work", type=Path, default=BENCH / "_work", help="work folder")
@@ -917,6 +1663,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     record_files, record_tests = (50, 200) if args.quick else (500, 200)
     if args.fail_rate is None:
         args.fail_rate = 0.005 if args.quick else 0.001
+    if args.pairs is None:
+        args.pairs = 2 if args.quick else 10
     args.files = args.files or default_files
     args.tests = args.tests or default_tests
     args.record_files = args.record_files or record_files
@@ -929,6 +1677,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown variant(s): {', '.join(sorted(unknown))}")
     args.chosen = [v for v in VARIANTS if v.name in chosen]
+    suites = [] if args.suites == "none" else [n for n in args.suites.split(",") if n]
+    unknown = set(suites) - set(WHERE_SUITES)
+    if unknown:
+        parser.error(f"--suites: unknown suite(s): {', '.join(sorted(unknown))}")
+    args.suites = [name for name in WHERE_SUITES if name in suites]
+    states = set(args.env_states.split(","))
+    args.states = [state for state in ENV_STATES if state.name in states]
+    if not args.states or states - {state.name for state in ENV_STATES}:
+        parser.error("--env-states: give 1, unset or 1,unset")
+    if args.instructions and args.no_tools:
+        parser.error("--instructions counts on the tools' suite: drop --no-tools")
     return args
 
 
@@ -959,22 +1718,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         VenvSpec("xdist", (f"pytest=={pytest_v}", f"pytest-xdist=={xdist_v}")),
     ]
     infos = {"llmharness": llmh_info}
-    needed = {v.venv for v in args.chosen} | {"plain"}
+    needed = {"plain"} | (set() if args.no_tools else {v.venv for v in args.chosen})
     for spec in specs:
         if spec.name in needed:
             infos[spec.name] = inspect_venv(ensure_venv(venvs, spec, python, args.rebuild, {}), env)
 
     generator = load_generator()
     suite_dir = work / "suites" / "main"
-    progress(f"generating the suite: {args.files} x {args.tests} tests")
-    suite = generate(generator, suite_dir, args.files, args.tests, args.fail_rate, FAIL_SEED)
-    results = bench_variants(args.chosen, suite_dir, venvs, work, env, args.repeat, args.timeout)
-    paired = bench_pairs(results, suite_dir, work, env, args.pairs, args.timeout)
-    counted = None
-    if args.instructions:
-        if shutil.which("valgrind") is None:
-            sys.exit("bench: --instructions needs valgrind (e.g. apt-get install valgrind)")
-        counted = bench_instructions(suite_dir, venvs, work, env, suite, args.timeout)
+    suite: dict[str, Any] | None = None
+    results: list[Result] = []
+    paired = counted = None
+    if not args.no_tools:
+        progress(f"generating the suite: {args.files} x {args.tests} tests")
+        suite = generate(generator, suite_dir, args.files, args.tests, args.fail_rate, FAIL_SEED)
+        results = bench_variants(
+            args.chosen, suite_dir, venvs, work, env, args.repeat, args.timeout
+        )
+        paired = bench_pairs(results, suite_dir, work, env, args.pairs, args.timeout)
+        if args.instructions:
+            if shutil.which("valgrind") is None:
+                sys.exit("bench: --instructions needs valgrind (e.g. apt-get install valgrind)")
+            counted = bench_instructions(suite_dir, venvs, work, env, suite, args.timeout)
+    cells: list[Cell] = []
+    where: dict[str, Any] | None = None
+    if args.suites:
+        check_plugin(infos["plain"], "plain", loaded=False)
+        check_plugin(llmh_info, "llmharness", loaded=True)
+        where_suites, where_facts = prepare_where(
+            args.suites, args.states, args, generator, source, python, pytest_v, venvs, work, env
+        )
+        cells = bench_where(where_suites, args.states, venvs, work, env, args.repeat, args.timeout)
+        flag = "import sys; print(sys.flags.dont_write_bytecode)"
+        where = {
+            "repeat": args.repeat,
+            "common_args": list(WHERE_ARGS),
+            "flags": {
+                state.name: run_quiet([venv_python(llmh), "-c", flag], env=state.apply(env)).strip()
+                for state in args.states
+            },
+            "suites": [asdict(s) for s in where_suites],
+            "facts": where_facts,
+            "cells": where_data(cells),
+        }
     record = None
     if not args.no_record:
         record = bench_record(
@@ -1016,6 +1801,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "full_rss_x_plain": GOAL_FULL_RSS,
                 "fast1_wall_x_plain": GOAL_FAST1_WALL,
                 "cli_s": GOAL_CLI_S,
+                "where_fast1_x_plain": GOAL_WHERE_FAST1,
+                "where_full_x_plain_nopyc": GOAL_WHERE_FULL_NOPYC,
+                "compact_failing_x_plain": GOAL_COMPACT_FAILING,
+                "real_wall_x_plain": GOAL_REAL_WALL,
+                "real_rss_x_plain": GOAL_REAL_RSS,
+                "end_gap_s": GOAL_END_GAP_S,
+                "store_mb_per_run": GOAL_STORE_MB,
+                "store_goal_tests": GOAL_STORE_TESTS,
             },
         },
         "venvs": infos,
@@ -1023,12 +1816,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "variants": [{**asdict(r), "samples": [asdict(s) for s in r.samples]} for r in results],
         "paired": paired,
         "instructions": counted,
+        "where": where,
         "record": record,
+        "store_per_run": store_per_run(record, cells),
         "results_file": str(results_file),
     }
     data["goals"] = goals(results, record, paired, counted)
+    data["goals"] += where_goals(cells, data["store_per_run"])
     results_file.write_text(json.dumps(data, indent=2) + "\n")
-    print(report(data, results))
+    print(report(data, results, cells))
     return 0
 
 
