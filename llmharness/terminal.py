@@ -14,6 +14,7 @@ import contextlib
 import io
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TextIO, cast
 
@@ -106,16 +107,19 @@ class CompactTerminal:
 
     def pytest_plugin_registered(self, plugin: object, plugin_name: str) -> None:
         # The reporter is swapped as it is registered, before any plugin (xdist's session)
-        # looks it up in its own pytest_configure.
+        # looks it up in its own pytest_configure. Its class is taken from the instance:
+        # pytest 8.0 does not export it as pytest.TerminalReporter.
         if (
             plugin_name != "terminalreporter"
             or plugin is self.reporter
             or self.output is None
-            or not isinstance(plugin, pytest.TerminalReporter)
+            or type(plugin).__name__ != "TerminalReporter"
         ):
             return
         manager = self.config.pluginmanager
-        self.reporter = reporter = pytest.TerminalReporter(self.config, cast(TextIO, self.output))
+        make = cast("Callable[[pytest.Config, TextIO], pytest.TerminalReporter]", type(plugin))
+        reporter = make(self.config, cast(TextIO, self.output))
+        self.reporter = reporter
         # What compact mode replaces is not rendered: every failure's full text is already in
         # failures/ and its reason on an ERROR line, and rendering hundreds of tracebacks (with
         # --showlocals, and a scan of all reports for each one's teardown) is slow.
