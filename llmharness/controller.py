@@ -188,6 +188,7 @@ class Harness:
                 track_collection=True,
                 skip_files=tuple(sorted(planned.skip)),
                 wanted={rel: sorted(ids) for rel, ids in planned.wanted.items()},
+                known={rel: planned.known[rel] for rel in planned.wanted},
             )
         node.workerinput[WORKER_KEY] = dataclasses.asdict(plan)
 
@@ -200,7 +201,11 @@ class Harness:
         cache = output.get("cache")
         if self.collection is not None and cache is not None:
             uncollected = self.collection.collected(
-                output["collected"], output["touched"], cache["entries"], cache["failed"]
+                output["collected"],
+                output["touched"],
+                cache["entries"],
+                cache["failed"],
+                cache.get("stale"),
             )
             self.uncollected = self.collection.uncollected_counts
         self.collected = list(output["collected"]) + uncollected

@@ -35,6 +35,7 @@ class Plan:
     track_collection: bool = False  # note what each file's collection depends on
     skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
     wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
+    known: dict[str, list[str]] | None = None  # the recorded ids of the files built in part
     test_timeout: float | None = None
     pycache: str | None = None  # the store's bytecode cache, when the run uses it
 
@@ -77,8 +78,11 @@ class WorkerSampler:
             known = collectcache.CollectionPlan(
                 skip=frozenset(plan.skip_files),
                 wanted={rel: frozenset(ids) for rel, ids in (plan.wanted or {}).items()},
+                known=plan.known or {},
             )
-            self.tracker = collection.CollectionTracker(config.rootpath, lambda: known)
+            self.tracker = collection.CollectionTracker(
+                config.rootpath, lambda: known, Path(plan.store_root)
+            )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.passed and "::" not in report.nodeid:
@@ -96,7 +100,11 @@ class WorkerSampler:
         cache = None
         if self.tracker is not None:
             entries = self.tracker.entries(collected)
-            cache = {"entries": entries, "failed": sorted(self.tracker.failed)}
+            cache = {
+                "entries": entries,
+                "failed": sorted(self.tracker.failed),
+                "stale": self.tracker.stale,
+            }
         yield
         sample = None
         if self.plan.samples:

@@ -485,11 +485,6 @@ def test_hidden_state_is_caught_in_a_file_built_in_part(
     assert _warnings(pytester) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the harness.py edit: the plan's recorded ids sent to xdist workers, and "
-    "their tracker's `stale` sent back",
-)
 def test_hidden_state_is_caught_on_xdist_workers(pytester: pytest.Pytester) -> None:
     hidden = _hidden_suite(pytester, 5)
     recorded = [f"test_zz_hidden.py::test_hidden[{i}]" for i in range(5)]
