@@ -22,10 +22,13 @@ EXIT_REGRESSED = 1
 EXIT_USAGE = 2
 
 _EPILOG = """\
-exit codes: 0 ok; 1 `regressions --check` found new failures;
-            2 usage error, or nothing recorded yet (no store, run or baseline)
+exit codes: 0 ok; 1 `regressions --check` found a test failing that passed at the base, a new
+            test failing or a failure whose outcome at the base is unknown (without git or a
+            base: a test failing whose last known outcome was a pass);
+            2 usage error, nothing recorded yet (no store, run or baseline), or `sync` failed
+            (not a git repository, no usable remote, the push refused)
 The store is found like git finds a repository: .llmharness/ in the current folder or above
-(or --dir DIR)."""
+(or --dir DIR, or the LLMHARNESS_STORE environment variable)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,10 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     regress.add_argument(
         "--against",
         metavar="RUN|baseline",
-        help="compare with a run or the pinned baseline (default: each test's last known outcome)",
+        help="compare with a run or the pinned baseline (default: the outcomes at the base "
+        "commit, or each test's last known outcome outside git)",
     )
     regress.add_argument("--json", action="store_true", help="print the diff as JSON")
-    regress.add_argument("--check", action="store_true", help="exit 1 if any test newly fails")
+    regress.add_argument(
+        "--check", action="store_true", help="exit 1 if anything broke (see exit codes)"
+    )
 
     baseline = verbs.add_parser("baseline", help="pin a run as the baseline to diff against")
     baseline.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
@@ -72,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     show = verbs.add_parser("show", help="the full failure text of one test")
     show.add_argument("nodeid", help="the test's node id, as in an ERROR line")
     show.add_argument("--run", help="run id or prefix (default: the latest run that ran it)")
+
+    sync = verbs.add_parser("sync", help="exchange outcomes known at commits through git notes")
+    sync.add_argument(
+        "--remote",
+        metavar="NAME",
+        help="git remote (default: the current branch's upstream, else origin)",
+    )
+    sync.add_argument("--json", action="store_true", help="print as JSON")
     return parser
 
 
@@ -101,7 +115,7 @@ def _print_summary(summary: RunSummary, records: Records) -> None:
     if clusters:
         top = "; ".join(f"{c['count']}x {c['cause'][:70]}" for c in clusters[:3])
         print(f"failures by cause: {top}")
-    second = reporting.regressions_line(data.get("regressions"))
+    second = reporting.regressions_line(data.get("regressions"), reporting.why_no_base(data))
     if second:
         print(second)
     notes = [str(note) for note in data.get("notes", ())]
@@ -113,32 +127,47 @@ def _print_summary(summary: RunSummary, records: Records) -> None:
 
 
 def _print_regressions(diff: Regressions) -> None:
-    against = diff.against or "each test's last known outcome"
-    counts = ", ".join(
-        (
-            reporting.counted(len(diff.new_failures), "new failure", "new failures"),
-            reporting.counted(len(diff.new_tests_failing), "new test failing", "new tests failing"),
-            f"{len(diff.newly_skipped):,} now skipped",
-            f"{len(diff.fixed):,} fixed",
-            f"{len(diff.still_failing):,} still failing",
-            f"{diff.not_run:,} not run",
-        )
-    )
-    print(f"regressions of run {diff.run_id} vs {against}: {counts}")
+    base = diff.base
+    if base is not None:
+        ref = f", {base.get('ref')}" if base.get("ref") else ""
+        here = "; this clean run is the base" if base.get("at_base") else ""
+        against = f"base {str(base.get('commit'))[:12]}{ref}{here}"
+    else:
+        against = diff.against or "each test's last known outcome"
+    counts = [
+        reporting.counted(len(diff.new_failures), "new failure", "new failures"),
+        reporting.counted(len(diff.new_tests_failing), "new test failing", "new tests failing"),
+    ]
+    if base is not None:
+        counts.append(f"{len(diff.unknown_at_base):,} unknown at the base")
+    counts += [
+        f"{len(diff.newly_skipped):,} now skipped",
+        f"{len(diff.fixed):,} fixed",
+        f"{len(diff.still_failing):,} still failing",
+        f"{diff.not_run:,} not run",
+    ]
+    print(f"regressions of run {diff.run_id} vs {against}: {', '.join(counts)}")
     shown = 0
-    for label, items in (
+    listed = (
         ("NEW FAILURE", diff.new_failures),
         ("NEW TEST FAILING", diff.new_tests_failing),
+        ("UNKNOWN AT BASE", diff.unknown_at_base),
         ("NOW SKIPPED", diff.newly_skipped),
-    ):
+    )
+    for label, items in listed:
         for item in items:
             if shown == 10:
                 break
             reason = f" {reporting.sanitize(item.reason, 160)}" if item.reason else ""
-            was = f"was {item.before}" if item.before else "new test"
+            if item.known_by in (None, "last-known"):
+                was = f"was {item.before}" if item.before else "new test"
+            else:
+                was = f"{item.before or 'absent'} at the base ({item.known_by})"
+            if label == "UNKNOWN AT BASE":
+                was = "not known at the base"
             print(f"{label} {reporting.quote_nodeid(item.nodeid)} {was}:{reason}")
             shown += 1
-    hidden = len(diff.new_failures) + len(diff.new_tests_failing) + len(diff.newly_skipped) - shown
+    hidden = sum(len(items) for _, items in listed) - shown
     if hidden > 0:
         print(f"... {hidden} more: llmharness regressions --json")
     for note in diff.notes[:3]:
@@ -146,6 +175,10 @@ def _print_regressions(diff: Regressions) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.verb == "sync":  # finds its store itself: a fresh clone has none yet
+        from llmharness.sync import command
+
+        return command(args.dir, args.remote, args.json)
     records = Records(args.dir)
     try:
         return _verb(args, records)

@@ -43,6 +43,8 @@ class Settings:
     fast_collect: bool = True
     bytecode_cache: bool | None = None  # None: on when Python may not write bytecode
     debug_log: bool = False
+    base: str | None = None  # a ref; None: the merge-base with upstream, origin/HEAD or main
+    base_check_budget: float = 30.0  # seconds to run failing tests at the base; 0: never
     config_file: str | None = None
 
     @property
@@ -108,6 +110,13 @@ def positive_seconds(value: Any) -> float:
     return number
 
 
+def _seconds_or_zero(value: Any) -> float:
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}")
+    return number
+
+
 def _optional_seconds(value: Any) -> float | None:
     return None if value is None else positive_seconds(value)
 
@@ -166,6 +175,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "fast_collect": _parse_bool,
     "bytecode_cache": _parse_auto,
     "debug_log": _parse_bool,
+    "base": _optional(_text),
+    "base_check_budget": _seconds_or_zero,
 }
 KEYS = tuple(_PARSERS)
 _VERBATIM = frozenset({"seed", "agent_id"})

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llmharness import bytecode, collection, reporting, sampling
+from llmharness import bytecode, collection, gitinfo, reporting, sampling
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import Settings
 from llmharness.crashes import CrashRecord, Signals
@@ -93,6 +93,8 @@ class Harness:
             self.bytecode = BytecodeCache(self.store_root / bytecode.PYCACHE)
             self.bytecode.start()
             self.diagnostics.event("bytecode_cache", folder=str(self.bytecode.root))
+        # Read while the tests run: the git calls cost the run nothing it waits for.
+        self.version = gitinfo.VersionProbe(self.rootdir, settings.base) if record else None
         self.plan = self._plan()
         self.collection = (
             collection.CollectionCache(
@@ -283,6 +285,11 @@ class Harness:
         bytecode_cache = None
         if self.bytecode is not None:
             bytecode_cache = {"folder": str(self.bytecode.root)}
+        version, version_note = None, ""
+        code_under_test: list[str] = []
+        if self.version is not None and status != "running":
+            version, version_note = self.version.result()
+            code_under_test = self._code_under_test(version)
         return RunFacts(
             exitstatus=exitstatus,
             status=status,
@@ -296,7 +303,22 @@ class Harness:
             notes=notes,
             warnings=self.warnings,
             bytecode=bytecode_cache,
+            version=version,
+            version_note=version_note,
+            base_check_budget=self.settings.base_check_budget,
+            code_under_test=code_under_test,
         )
+
+    def _code_under_test(self, version: gitinfo.CodeVersion | None) -> list[str]:
+        """A line for each project package this run imported from outside its work tree."""
+        from llmharness.codeundertest import foreign_imports
+
+        top = Path(version.top) if version is not None else self.rootdir
+        try:
+            return foreign_imports(self.rootdir, top)
+        except Exception as exc:  # a diagnosis only: never let it cost the run its record
+            self.recorder.warn(f"cannot tell where the code under test came from: {exc!r}")
+            return []
 
     def _sample_json(self) -> dict[str, Any]:
         return self.recorder.sample_json(self._facts(0, "running", []))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from llmharness.knowledge import ABSENT, AtCommit
 from llmharness.reporting import FAILING, TestResult
 from llmharness.store import Known
 
-__all__ = ["CATEGORIES", "PASSING", "DiffBuilder", "diff"]
+__all__ = ["CATEGORIES", "PASSING", "DiffBuilder", "against_base", "diff"]
 
 PASSING = frozenset({"passed", "xpassed"})
 NOT_RUN_ON_PURPOSE = frozenset({"skipped", "xfailed"})
@@ -23,6 +24,7 @@ def _item(result: TestResult, before: str | None, known: Known | None) -> dict[s
     if known is not None:
         item["last_run"] = known.run_id
         item["last_agent"] = known.agent_id
+    item["known_by"] = "last-known" if known is not None else None
     return item
 
 
@@ -100,3 +102,68 @@ def diff(
     for result in results:
         builder.compare(result, before.get(result.nodeid))
     return builder.result(run_id=run_id, against=against)
+
+
+def against_base(
+    results: Iterable[TestResult],
+    at_base: Mapping[str, AtCommit],
+    *,
+    run_id: str,
+    base: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Classify each test of this run by its outcome at the base commit.
+
+    A failure whose outcome at the base is not known is in `unknown_at_base`, never counted as
+    new or fixed; a test that did not exist at the base and fails is a new test failing.
+    """
+    lists: dict[str, list[dict[str, Any]]] = {name: [] for name in (*CATEGORIES, "unknown_at_base")}
+    compared = new_tests = 0
+    for result in results:
+        known = at_base.get(result.nodeid)
+        now = result.outcome
+        if known is None:
+            if now in FAILING:
+                lists["unknown_at_base"].append(_base_item(result, None))
+            continue
+        if known.outcome == ABSENT:
+            new_tests += 1
+            if now in FAILING:
+                lists["new_tests_failing"].append(_base_item(result, known))
+            continue
+        compared += 1
+        old = known.outcome
+        if now in FAILING:
+            name = "still_failing" if old in FAILING else "new_failures"
+            lists[name].append(_base_item(result, known))
+        elif now in PASSING and old in FAILING:
+            lists["fixed"].append(_base_item(result, known))
+        elif now in NOT_RUN_ON_PURPOSE and old in PASSING:
+            lists["newly_skipped"].append(_base_item(result, known))
+    for items in lists.values():
+        items.sort(key=lambda item: item["nodeid"])
+    known_before = sum(1 for known in at_base.values() if known.outcome != ABSENT)
+    return {
+        "run_id": run_id,
+        "against": f"base {str(base.get('commit'))[:12]}",
+        "base": dict(base),
+        **lists,
+        "known_before": known_before,
+        "compared": compared,
+        "new_tests": new_tests,
+        "not_run": known_before - compared,
+        "unknown": len(lists["unknown_at_base"]),
+    }
+
+
+def _base_item(result: TestResult, known: AtCommit | None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "nodeid": result.nodeid,
+        "before": None if known is None or known.outcome == ABSENT else known.outcome,
+        "after": result.outcome,
+        "known_by": None if known is None else known.known_by,
+    }
+    if known is not None and known.flaky:
+        item["flaky_at_base"] = True
+    if result.reason:
+        item["reason"] = result.reason
+    return item

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llmharness import collection
+from llmharness import collection, gitinfo
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import ConfigError, Settings, load_settings
 from llmharness.controller import Harness
@@ -41,8 +41,13 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
     if any(config.getoption(name, None) for name in _INFORMATIONAL):
         return  # --help must work even where llmharness.yaml is broken
     settings = _settings(config, options)
-    _arm_timeout(config, settings.test_timeout)
     record = not any(config.getoption(name, None) for name in _NOT_RUNNING)
+    if settings.base is not None and record:
+        try:
+            gitinfo.resolve_ref(config.rootpath, settings.base)
+        except gitinfo.BaseRefError as exc:
+            raise pytest.UsageError(f"llmharness: {exc}") from None
+    _arm_timeout(config, settings.test_timeout)
     harness = Harness(config, settings, record=record)
     config.stash[HARNESS_KEY] = harness
     manager = config.pluginmanager

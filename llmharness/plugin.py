@@ -68,6 +68,15 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         {"action": "store_false", "help": "keep pytest's normal terminal output"},
     ),
     (
+        "--base",
+        "base",
+        {
+            "metavar": "REF",
+            "help": "compare failures with outcomes at the merge-base with REF "
+            "(default: the branch's upstream, origin/HEAD, main or master)",
+        },
+    ),
+    (
         "--llmharness-config",
         "config_file",
         {"metavar": "FILE", "help": "YAML settings file (default llmharness.yaml at the rootdir)"},

@@ -72,6 +72,7 @@ class Change:
     after: str
     reason: str | None = None
     last_run: str | None = None
+    known_by: str | None = None  # recorded, checked, synced (at the base) or last-known
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,17 @@ class Regressions:
     not_run: int
     notes: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    unknown_at_base: tuple[Change, ...] = ()
+    base: Mapping[str, Any] | None = None  # the base commit compared with, None without one
 
     @property
     def broken(self) -> bool:
-        """True when a test that passed before now fails (what `--check` gates on)."""
-        return bool(self.new_failures)
+        """What `--check` gates on: against the base, a test that passed there fails now, a new
+        test fails, or a failure's outcome at the base is unknown; without a base, a test
+        whose last known outcome was a pass fails now."""
+        if self.base is None:
+            return bool(self.new_failures)
+        return bool(self.new_failures or self.new_tests_failing or self.unknown_at_base)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.data, "notes": list(self.notes)}
@@ -118,6 +125,7 @@ def _changes(items: Any) -> tuple[Change, ...]:
             after=str(item.get("after")),
             reason=item.get("reason"),
             last_run=item.get("last_run"),
+            known_by=item.get("known_by"),
         )
         for item in items or ()
     )
@@ -135,6 +143,8 @@ def _regressions_from(data: Mapping[str, Any], notes: tuple[str, ...] = ()) -> R
         not_run=int(data.get("not_run", 0)),
         notes=notes,
         data=data,
+        unknown_at_base=_changes(data.get("unknown_at_base")),
+        base=data["base"] if isinstance(data.get("base"), Mapping) else None,
     )
 
 
@@ -142,6 +152,9 @@ class Records:
     """A store opened for reading, found from a folder upward as git finds a repository."""
 
     def __init__(self, where: str | os.PathLike[str] | None = None) -> None:
+        shared = os.environ.get("LLMHARNESS_STORE")
+        if where is None and shared:
+            where = shared  # the store several clones share, as pytest runs were told
         start = Path(where) if where is not None else Path.cwd()
         if (start / "runs").is_dir():
             root: Path | None = start
@@ -298,6 +311,9 @@ class Records:
             data = summary.data.get("regressions")
             if not isinstance(data, Mapping):
                 raise NoRecordError(f"run {run_id} has no regression diff recorded")
+            base = data.get("base")
+            if data.get("unknown_at_base") and isinstance(base, Mapping) and base.get("commit"):
+                data = self._against_base_now(run_id, data, base)
             return _regressions_from(data, tuple(notes))
         if against == "baseline":
             baseline = self.store.load_baseline()
@@ -318,6 +334,21 @@ class Records:
         results = [_result(item) for item in self.results(run_id)]
         data = _diff.diff(results, before, run_id=run_id, against=label)
         return _regressions_from(data, tuple(notes))
+
+    def _against_base_now(
+        self, run_id: str, recorded: Mapping[str, Any], base: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """The run's diff against what is known at its base now (a sync or a later check
+        may have learnt what the run could not)."""
+        from llmharness.knowledge import Knowledge
+
+        try:
+            at_base = Knowledge(self.store).at(str(base["commit"]))
+        except ValueError:
+            return recorded
+        results = [_result(item) for item in self.results(run_id)]
+        data = _diff.against_base(results, at_base, run_id=run_id, base=base)
+        return {**recorded, **data}
 
     # -- baseline ----------------------------------------------------------------------
     def pin_baseline(self, ref: str | None = None, force: bool = False) -> tuple[str, int]:

@@ -31,9 +31,10 @@ from typing import IO, Any
 
 import pytest
 
+from llmharness import basediff, reporting
 from llmharness import diff as diffing
-from llmharness import reporting
 from llmharness.diagnostics import Diagnostics
+from llmharness.gitinfo import CodeVersion
 from llmharness.index import IndexBroken, Known
 from llmharness.reasons import describe_failure
 from llmharness.reporting import FAILING, TestResult
@@ -123,6 +124,10 @@ class RunFacts:
     notes: list[str] = field(default_factory=list)
     warnings: int = 0  # pytest warnings
     bytecode: dict[str, Any] | None = None
+    version: CodeVersion | None = None  # the code version tested, None outside git
+    version_note: str = ""  # why there is no version (or no base)
+    base_check_budget: float = 0.0  # seconds to run unknown failures at the base
+    code_under_test: list[str] = field(default_factory=list)  # project code from elsewhere
 
 
 class RunRecorder:
@@ -378,6 +383,14 @@ class RunRecorder:
         self._restore_dir()
         finished = time.time()
         notes = list(facts.notes)
+        version = facts.version
+        at_base = basediff.BaseFacts()
+        if version is not None and facts.exitstatus != pytest.ExitCode.INTERRUPTED:
+            at_base = basediff.check_unknown(
+                self.store, version, self.rootdir, self.results, facts.base_check_budget, self.warn
+            )
+        notes[:0] = facts.code_under_test
+        notes.extend(at_base.notes)
         for other, other_status in unfinished_before(self.store, self.run_id):
             note = unfinished_note(self.store, other, other_status)
             notes.append(f"previous {note} (llmharness summary {other})")
@@ -397,6 +410,15 @@ class RunRecorder:
             "warnings": facts.warnings,
             "notes": notes,
             "bytecode_cache": facts.bytecode,
+            "git": version.to_json() if version is not None else None,
+            "git_note": facts.version_note or None,
+            "base": version.base_json() if version is not None else None,
+            "base_check": {
+                "checked": at_base.checked,
+                "unchecked": at_base.unchecked,
+                "seconds": round(at_base.seconds, 3),
+            },
+            "code_under_test": facts.code_under_test,
             "store_warnings": self.warnings,
             "log": f"runs/{self.run_id}/log.txt",
         }
@@ -410,6 +432,16 @@ class RunRecorder:
                     known = iter(self.store.load_index().items())
                     regressions = self._merge_index(known, failed_files, facts, finished)
                 summary["regressions"] = regressions
+                if version is not None:
+                    try:
+                        basediff.record_clean_run(self.store, version, self.results)
+                    except OSError as exc:
+                        self.warn(f"cannot keep this clean run's outcomes at its commit: {exc}")
+                    against_base = basediff.compare(self.store, version, self.results, self.run_id)
+                    if against_base is not None:
+                        against_base["not_reached"] = regressions["not_reached"]
+                        summary["regressions"] = against_base
+                        summary["since_last"] = regressions
                 if self._write_summary(summary):
                     self.store.point_to(self.run_id, self.agent_id)
         except StoreError as exc:

@@ -270,12 +270,17 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-def regressions_line(diff: Mapping[str, Any] | None) -> str | None:
-    """The second compact line: what changed against each test's last known outcome."""
+def regressions_line(diff: Mapping[str, Any] | None, why_no_base: str | None = None) -> str | None:
+    """The second compact line: what changed against the base, or against each test's last
+    known outcome where there is no base."""
     if not diff:
         return None
+    base = diff.get("base")
+    if isinstance(base, Mapping):
+        return _base_line(diff, base)
+    why = f"; no base: {why_no_base}" if why_no_base else ""
     if diff.get("against") is None and not diff.get("known_before"):
-        return "regressions: no earlier outcomes recorded; this run is the baseline"
+        return f"regressions: no earlier outcomes recorded; this run is the baseline{why}"
     parts = []
     for key, one, many in (
         ("new_failures", "new failure", "new failures"),
@@ -288,7 +293,44 @@ def regressions_line(diff: Mapping[str, Any] | None) -> str | None:
         if number:
             parts.append(counted(number, one, many))
     text = ", ".join(parts) if parts else "none"
-    return f"regressions: {text} (vs last known outcome of each test)"
+    return f"regressions: {text} (vs last known outcome of each test{why})"
+
+
+def why_no_base(summary: Mapping[str, Any]) -> str | None:
+    """Why a run inside a git work tree has no base to compare with, if it has none."""
+    base = summary.get("base")
+    if isinstance(base, Mapping) and base.get("commit") is None:
+        return str(base.get("note") or "no base found")
+    return None
+
+
+def _base_line(diff: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    commit = str(base.get("commit"))[:10]
+    still = len(diff.get("still_failing", ()))
+    if base.get("at_base"):
+        failing = f"; {counted(still, 'failure', 'failures')} failing at the base" if still else ""
+        return f"regressions: none: this clean run at {commit} is the base{failing}"
+    parts = []
+    for key, one, many in (
+        ("new_failures", "regression (passed at the base)", "regressions (passed at the base)"),
+        ("new_tests_failing", "new test failing", "new tests failing"),
+        ("unknown_at_base", "failure unknown at the base", "failures unknown at the base"),
+        ("newly_skipped", "passing test now skipped", "passing tests now skipped"),
+        ("fixed", "fixed", "fixed"),
+        ("still_failing", "failing at the base too", "failing at the base too"),
+    ):
+        number = len(diff.get(key, ()))
+        if number:
+            parts.append(counted(number, one, many))
+    how: dict[str, int] = {}
+    for key in ("new_failures", "new_tests_failing", "still_failing", "fixed"):
+        for item in diff.get(key, ()):
+            source = str(item.get("known_by"))
+            how[source] = how.get(source, 0) + 1
+    known = ", ".join(f"{number} {source}" for source, number in sorted(how.items()))
+    text = ", ".join(parts) if parts else "none"
+    ref = f" ({base.get('ref')})" if base.get("ref") else ""
+    return f"regressions vs base {commit}{ref}: {text}" + (f" [{known}]" if known else "")
 
 
 def compact_lines(
@@ -300,7 +342,7 @@ def compact_lines(
 ) -> list[str]:
     """At most `max_lines` short lines for the terminal, failures first, then a log pointer."""
     lines = [headline(summary)]
-    second = regressions_line(summary.get("regressions"))
+    second = regressions_line(summary.get("regressions"), why_no_base(summary))
     if second:
         lines.append(second)
     notes = list(summary.get("notes", ()))

@@ -87,6 +87,7 @@ def test_passing_test_made_to_skip_is_reported(pytester: pytest.Pytester) -> Non
             "reason": diff["newly_skipped"][0]["reason"],
             "last_run": diff["newly_skipped"][0]["last_run"],
             "last_agent": "1",
+            "known_by": "last-known",  # outside git: today's rule
         }
     ]
     assert "flaky, skipped for now" in diff["newly_skipped"][0]["reason"]

@@ -1,0 +1,111 @@
+"""What is known of each test at a commit: outcomes seen on a clean tree at that commit.
+
+Kept in the store as `commits/<sha>/<source>`, a text file of `<outcome> <nodeid>` lines, sorted
+and without repeats, where the source says how it is known:
+
+- `recorded`: a run of this store, on a clean work tree whose HEAD was the commit;
+- `checked`: llmharness ran the test at the commit itself (in a worktree of its own);
+- `synced`: another clone recorded or checked it, and `llmharness sync` brought it here.
+
+A test may have several lines (it passed in one run and failed in another). The line format is
+also the git note `llmharness sync` exchanges, so notes from many clones merge by union.
+Outcomes are pytest's words, plus `absent`: the test did not exist at the commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmharness.store import Store, _atomic_write_bytes
+
+__all__ = ["ABSENT", "SHA", "SOURCES", "AtCommit", "Knowledge", "format_lines", "parse_lines"]
+
+SOURCES = ("recorded", "checked", "synced")
+ABSENT = "absent"
+OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", ABSENT})
+_FAILING = frozenset({"failed", "error"})
+SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # a full commit id (SHA-1 or SHA-256)
+
+
+def parse_lines(text: str) -> set[tuple[str, str]]:
+    """The (outcome, nodeid) pairs of a knowledge file or note; other lines are ignored."""
+    pairs = set()
+    for line in text.splitlines():
+        outcome, _, nodeid = line.partition(" ")
+        if outcome in OUTCOMES and nodeid:
+            pairs.add((outcome, nodeid))
+    return pairs
+
+
+def format_lines(pairs: Iterable[tuple[str, str]]) -> str:
+    """Sorted, unique lines (node ids with a line break cannot be kept and are left out)."""
+    lines = {f"{outcome} {nodeid}\n" for outcome, nodeid in pairs if "\n" not in nodeid}
+    return "".join(sorted(lines))
+
+
+@dataclass(frozen=True)
+class AtCommit:
+    """One test's outcome at a commit, and how it is known."""
+
+    outcome: str  # a failing outcome if it ever failed there, else the one seen
+    known_by: str  # recorded, checked or synced: the first of SOURCES that knows it
+    flaky: bool = False  # seen both passing and failing there
+
+
+class Knowledge:
+    """The `commits/` folder of a store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.root = store.root / "commits"
+
+    def _file(self, commit: str, source: str) -> Path:
+        if not SHA.fullmatch(commit) or source not in SOURCES:
+            raise ValueError(f"not a commit and source: {commit!r} {source!r}")
+        return self.root / commit / source
+
+    def pairs(self, commit: str, sources: Iterable[str] = SOURCES) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for source in sources:
+            try:
+                text = self._file(commit, source).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            found |= parse_lines(text)
+        return found
+
+    def at(self, commit: str) -> dict[str, AtCommit]:
+        """Every test known at `commit`."""
+        seen: dict[str, tuple[set[str], str]] = {}
+        for source in SOURCES:
+            for outcome, nodeid in self.pairs(commit, (source,)):
+                seen.setdefault(nodeid, (set(), source))[0].add(outcome)
+        known = {}
+        for nodeid, (outcomes, source) in seen.items():
+            failing = sorted(outcomes & _FAILING)
+            passing = sorted(outcomes - _FAILING)
+            outcome = failing[0] if failing else passing[0]
+            known[nodeid] = AtCommit(outcome, source, bool(failing) and "passed" in outcomes)
+        return known
+
+    def add(self, commit: str, source: str, pairs: Iterable[tuple[str, str]]) -> int:
+        """Merge (outcome, nodeid) pairs into what `source` knows at `commit`; return how many
+        lines were new. The caller holds the store's lock."""
+        path = self._file(commit, source)
+        have = self.pairs(commit, (source,))
+        new = {(outcome, nodeid) for outcome, nodeid in pairs if outcome in OUTCOMES} - have
+        if not new:
+            return 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(path, format_lines(have | new).encode("utf-8", "surrogatepass"))
+        return len(new)
+
+    def commits(self) -> list[str]:
+        """The commits anything is known at."""
+        try:
+            return sorted(p.name for p in self.root.iterdir() if SHA.fullmatch(p.name))
+        except OSError:
+            return []
