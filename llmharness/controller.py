@@ -478,11 +478,23 @@ class Harness:
         summary["notes"] = notes
         for line in reporting.compact_lines(
             summary,
-            self.recorder.error_lines,
+            self._broken_first(summary),
             self.settings.max_lines,
             log_hint=self._hint("log.txt"),
         ):
             self._print(line)
+
+    def _broken_first(self, summary: dict[str, Any]) -> list[str]:
+        """The ERROR lines, those of tests this change broke (or may have) first: the few the
+        terminal has room for are then the ones to look at."""
+        diff = summary.get("regressions") or {}
+        first = {
+            item["nodeid"]
+            for key in ("new_failures", "new_tests_failing", "unknown_at_base")
+            for item in diff.get(key, ())
+        }
+        pairs = zip(self.recorder.error_ids, self.recorder.error_lines, strict=True)
+        return [line for _, line in sorted(pairs, key=lambda pair: pair[0] not in first)]
 
     def _hint(self, name: str) -> str:
         """Where the latest run's file `name` is, as the user would type it from here."""

@@ -161,6 +161,7 @@ class RunRecorder:
         self.results: dict[str, TestResult] = {}
         self.collection_errors: list[dict[str, str]] = []
         self.error_lines: list[str] = []
+        self.error_ids: list[str] = []  # the node id of each of error_lines
         self.warnings: list[str] = []
         self.failing = 0  # tests failed or errored so far
         self._pending: dict[str, _Pending] = {}
@@ -346,6 +347,7 @@ class RunRecorder:
         line = reporting.error_line(nodeid, reason, limit)
         self.log.line(line)
         self.error_lines.append(line)
+        self.error_ids.append(nodeid)
 
     def _failure_file(
         self,

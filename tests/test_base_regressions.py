@@ -144,6 +144,11 @@ def test_a_fresh_clone_finds_what_a_change_broke_by_checking_at_the_base(team: T
     assert run.returncode == 1
     regression_count = f"{len(broken)} regression" + ("s" if len(broken) > 1 else "")
     assert f"{regression_count} (passed at the base)" in run.stdout, run.stdout
+    # The few ERROR lines the terminal shows start with what the change broke.
+    shown = [line for line in run.stdout.splitlines() if line.startswith("ERROR ")]
+    assert len(shown) > len(broken)
+    for line in shown[: len(broken)]:
+        assert any(nodeid in line for nodeid in broken), line
     code, diff = team.regressions(clone)
     assert code == 1
     assert _ids(diff["new_failures"]) == broken
