@@ -87,6 +87,11 @@ class AtBase:
 
     def __init__(self, config: pytest.Config, plan: dict[str, Any]) -> None:
         self._wanted = frozenset(plan["wanted"])
+        self._order = (
+            {nodeid: index for index, nodeid in enumerate(plan["wanted"])}
+            if plan.get("ordered")
+            else None
+        )
         self._files = frozenset(plan["files"])
         self._modules: Sequence[str] = plan["modules"]
         self._reported: set[str] = set()
@@ -131,6 +136,9 @@ class AtBase:
         drop: list[pytest.Item] = []
         for item in items:
             (keep if item.nodeid in self._wanted else drop).append(item)
+        order = self._order
+        if order is not None:  # a replay: the order the tests ran in the user's run
+            keep.sort(key=lambda item: order[item.nodeid])
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep

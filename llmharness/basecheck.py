@@ -29,12 +29,24 @@ from typing import Any
 
 import filelock
 
+from llmharness import environ
 from llmharness.atbase_plugin import PLAN_ENV
 from llmharness.codeundertest import is_inside, project_modules, source_roots
 from llmharness.knowledge import ABSENT
 from llmharness.store import _atomic_write_bytes
 
-__all__ = ["BaseCheck", "check_at_base", "remove_worktree", "worktree_path"]
+__all__ = [
+    "BaseCheck",
+    "check_at_base",
+    "child_options",
+    "kill_group",
+    "llmharness_options",
+    "plugin_folder",
+    "read_records",
+    "remove_worktree",
+    "run_child",
+    "worktree_path",
+]
 
 _PLUGIN_MODULE = "llmharness_atbase"
 #: Variables a git hook runs with: they would point git, here or in the tests at the base, at
@@ -143,7 +155,7 @@ def remove_worktree(repo: Path, store_root: Path) -> bool:
 
 
 def _git_env() -> dict[str, str]:
-    env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+    env = {**environ.at_start(), "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
     for name in _GIT_VARS:
         env.pop(name, None)
     return env
@@ -338,7 +350,7 @@ class _Check:
             "files": files,
             "modules": modules,
             "out": str(out),
-            "options": _llmharness_options(),
+            "options": llmharness_options(),
             "ini": ["llmharness_config"],
         }
         (scratch / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
@@ -346,63 +358,23 @@ class _Check:
         env[PLAN_ENV] = str(scratch / "plan.json")
         # The cache of an earlier run at the base must not choose tests (--lf, --sw in addopts).
         shutil.rmtree(self.rootdir / ".pytest_cache", ignore_errors=True)
-        command = [
-            python,
-            "-m",
-            "pytest",
-            # Last on the command line, so these win over PYTEST_ADDOPTS and the ini's addopts.
-            "-p",
-            "no:llmharness",
-            "-p",
-            "no:llmharness.plugin",
-            "-p",
-            _PLUGIN_MODULE,
-            "-q",
-            "-rN",
-            "--color=no",
-            "--maxfail=0",  # -x in addopts would leave the rest unknown
-            "--continue-on-collection-errors",  # one broken file must not stop the others
-            f"--rootdir={self.rootdir}",  # node ids as in the user's run
-            "--",
-            *files,
-        ]
         log = scratch / "output.txt"
-        killed = False
-        with open(log, "wb") as output:
-            try:
-                process = subprocess.Popen(
-                    command,
-                    cwd=self.rootdir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=os.name == "posix",  # to kill all it starts, at once
-                )
-            except OSError as exc:
-                raise _CannotCheck(f"cannot start {python}: {exc.strerror or exc}") from None
-            try:
-                process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                killed = True
-            finally:
-                if process.poll() is None:
-                    _kill(process)
-                    process.wait()
-        return _Child(_records(out), killed, process.returncode, _last_line(log.read_bytes()))
+        try:
+            returncode, killed = run_child(
+                [python, "-m", "pytest", *child_options(self.rootdir), *files],
+                cwd=self.rootdir,
+                env=env,
+                deadline=self.deadline,
+                log=log,
+            )
+        except OSError as exc:
+            raise _CannotCheck(f"cannot start {python}: {exc.strerror or exc}") from None
+        return _Child(read_records(out), killed, returncode, _last_line(log.read_bytes()))
 
     def _plugin_dir(self) -> Path:
-        """A folder holding only the child's plugin, under a name of its own."""
-        folder = self.folder / "plugin"
-        folder.mkdir(exist_ok=True)
-        source = importlib.resources.files("llmharness").joinpath("atbase_plugin.py").read_bytes()
-        target = folder / f"{_PLUGIN_MODULE}.py"
-        for path, data in ((target, source), (self.folder / "pytest.ini", _SENTINEL_INI)):
-            with contextlib.suppress(OSError):
-                if path.read_bytes() == data:
-                    continue
-            _atomic_write_bytes(path, data)
-        return folder
+        """The child's plugin folder, and the ini that stops pytest's config search here."""
+        _write_if_changed(self.folder / "pytest.ini", _SENTINEL_INI)
+        return plugin_folder(self.folder)
 
     def _env(self, roots: list[Path], plugin_dir: Path) -> dict[str, str]:
         """The user's environment, with the base's code first on the import path and the
@@ -411,11 +383,11 @@ class _Check:
         # the worktree, inside the store, and `git clean` drops it with the base it came from.
         env = {
             name: value
-            for name, value in os.environ.items()
+            for name, value in environ.at_start().items()
             if not name.startswith("LLMHARNESS_") and name not in _GIT_VARS
         }
         entries = [str(root) for root in roots]
-        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        for entry in environ.at_start().get("PYTHONPATH", "").split(os.pathsep):
             if not entry:
                 continue  # the current folder: the child's is the worktree's rootdir
             path = os.path.abspath(entry)
@@ -481,6 +453,70 @@ class _Check:
         return reasons
 
 
+def child_options(rootdir: Path) -> list[str]:
+    """The options of a child run, last on its command line so they win over PYTEST_ADDOPTS
+    and the ini's addopts; the files to run follow."""
+    return [
+        "-p",
+        "no:llmharness",
+        "-p",
+        "no:llmharness.plugin",
+        "-p",
+        _PLUGIN_MODULE,
+        "-q",
+        "-rN",
+        "--color=no",
+        "--maxfail=0",  # -x in addopts would leave the rest unknown
+        "--continue-on-collection-errors",  # one broken file must not stop the others
+        f"--rootdir={rootdir}",  # node ids as in the user's run
+        "--",
+    ]
+
+
+def run_child(
+    command: list[str], *, cwd: Path, env: dict[str, str], deadline: float, log: Path
+) -> tuple[int | None, bool]:
+    """Run `command`, its output to `log`, killing it and all it started at `deadline`
+    (time.monotonic()); return its exit status and whether it was killed. OSError if it
+    cannot start."""
+    killed = False
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=os.name == "posix",  # to kill all it starts, at once
+        )
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            killed = True
+        finally:
+            if process.poll() is None:
+                kill_group(process)
+                process.wait()
+    return process.returncode, killed
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return
+    _atomic_write_bytes(path, data)
+
+
+def plugin_folder(folder: Path) -> Path:
+    """`folder`/plugin, holding only the child runs' plugin under a module name of its own."""
+    plugin = folder / "plugin"
+    plugin.mkdir(parents=True, exist_ok=True)
+    source = importlib.resources.files("llmharness").joinpath("atbase_plugin.py").read_bytes()
+    _write_if_changed(plugin / f"{_PLUGIN_MODULE}.py", source)
+    return plugin
+
+
 def _covers(collector: str, nodeid: str) -> bool:
     """Whether the collector with node id `collector` holds the test `nodeid`."""
     return (
@@ -491,7 +527,7 @@ def _covers(collector: str, nodeid: str) -> bool:
     )
 
 
-def _records(out: Path) -> list[dict[str, Any]]:
+def read_records(out: Path) -> list[dict[str, Any]]:
     """The JSON lines the child's processes wrote; a line cut short by a kill is skipped."""
     records = []
     for path in sorted(out.glob("*.jsonl")):
@@ -509,7 +545,7 @@ def _records(out: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
     if os.name == "posix":
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -517,7 +553,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def _llmharness_options() -> list[tuple[str, bool]]:
+def llmharness_options() -> list[tuple[str, bool]]:
     """llmharness's command-line flags, and whether each takes a value."""
     from llmharness.plugin import _OPTIONS
 

@@ -86,6 +86,38 @@ def _parser() -> argparse.ArgumentParser:
         help="git remote (default: the current branch's upstream, else origin)",
     )
     sync.add_argument("--json", action="store_true", help="print as JSON")
+
+    bisect = verbs.add_parser(
+        "bisect",
+        help="the tests that make an order-dependent test fail",
+        description="Run NODEID after subsets of the tests that ran before it in a recorded run "
+        "(its xdist worker's, under -n), each in a fresh pytest process, to name the smallest "
+        "sets that make it fail; kept in the store for run verdicts. Exit codes: 0 found; "
+        "1 the budget ran out (what was narrowed is shown); 2 not in the run, did not fail "
+        "there, fails alone, or passes after the same tests (not order-dependent here).",
+    )
+    bisect.add_argument(
+        "nodeid", metavar="NODEID", help="the failing test's node id, as in an ERROR line"
+    )
+    bisect.add_argument("--run", help="run id or prefix (default: the latest run it failed in)")
+    bisect.add_argument(
+        "--budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop after this long and show what was narrowed (default 300)",
+    )
+    bisect.add_argument("--json", action="store_true", help="print as JSON")
+
+    flaky = verbs.add_parser(
+        "flaky",
+        help="tests whose outcome flips between runs at the same code version",
+        description="From the recorded runs: each test's flips between passed and failed at "
+        "the same commit (and the same uncommitted changes), over its runs there; runs without "
+        "a code version (outside git) are skipped.",
+    )
+    flaky.add_argument("-n", type=int, default=10, help="how many tests (default 10)")
+    flaky.add_argument("--json", action="store_true", help="print as JSON")
     return parser
 
 
@@ -234,6 +266,12 @@ def _verb(args: argparse.Namespace, records: Records) -> int:
         run_id, text = records.failure_text(args.nodeid, args.run)
         sys.stdout.write(f"# run {run_id}\n{text}")
         return EXIT_OK
+    if args.verb in ("bisect", "flaky"):
+        from llmharness import bisect, flaky
+
+        if args.verb == "bisect":
+            return bisect.command(records, args.nodeid, args.run, args.budget, args.json)
+        return flaky.command(records, args.n, args.json)
     raise AssertionError(args.verb)  # argparse only lets known verbs through
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -20,6 +21,18 @@ _MAX_AGENT_ID = 64
 
 class ConfigError(ValueError):
     """A setting is malformed; the message names where it came from and how to fix it."""
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    """A failure the team has accepted: never a regression, never blocking, until it expires."""
+
+    nodeid: str  # a node id or an fnmatch pattern of node ids
+    reason: str
+    until: str | None = None  # an ISO date (YYYY-MM-DD) after which the entry no longer applies
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodeid": self.nodeid, "reason": self.reason, "until": self.until}
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,9 @@ class Settings:
     debug_log: bool = False
     base: str | None = None  # a ref; None: the merge-base with upstream, origin/HEAD or main
     base_check_budget: float = 30.0  # seconds to run failing tests at the base; 0: never
+    verdict_budget: float = 10.0  # seconds to re-run new failures for their verdict; 0: never
+    flaky_blocks: bool = False  # `regressions --check` fails on flaky new failures too
+    known_failures: tuple[KnownFailure, ...] = ()
     config_file: str | None = None
 
     @property
@@ -117,6 +133,35 @@ def _seconds_or_zero(value: Any) -> float:
     return number
 
 
+def _known_failures(value: Any) -> tuple[KnownFailure, ...]:
+    if isinstance(value, str):
+        raise ValueError("set known_failures in the config file, as a list of mappings")
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of {{nodeid, reason, until}} mappings, got {value!r}")
+    entries = []
+    for number, entry in enumerate(value, 1):
+        where = f"entry {number}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping with nodeid and reason, got {entry!r}")
+        unknown = sorted(set(map(str, entry)) - {"nodeid", "reason", "until"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; known: nodeid, reason, until")
+        nodeid, reason, until = entry.get("nodeid"), entry.get("reason"), entry.get("until")
+        if not isinstance(nodeid, str) or not nodeid.strip():
+            raise ValueError(f"{where}: nodeid must be a node id or pattern, got {nodeid!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"{where}: reason must say why the failure is accepted")
+        if until is not None:
+            try:
+                until = datetime.date.fromisoformat(str(until)).isoformat()
+            except ValueError:
+                raise ValueError(
+                    f"{where}: until must be a date YYYY-MM-DD, got {until!r}"
+                ) from None
+        entries.append(KnownFailure(nodeid, reason, until))
+    return tuple(entries)
+
+
 def _optional_seconds(value: Any) -> float | None:
     return None if value is None else positive_seconds(value)
 
@@ -177,6 +222,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "debug_log": _parse_bool,
     "base": _optional(_text),
     "base_check_budget": _seconds_or_zero,
+    "verdict_budget": _seconds_or_zero,
+    "flaky_blocks": _parse_bool,
+    "known_failures": _known_failures,
 }
 KEYS = tuple(_PARSERS)
 _VERBATIM = frozenset({"seed", "agent_id"})

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llmharness import bytecode, collection, gitinfo, reporting, sampling
+from llmharness import bytecode, collection, environ, gitinfo, reporting, sampling
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import Settings
 from llmharness.crashes import CrashRecord, Signals
@@ -93,6 +93,7 @@ class Harness:
             self.bytecode = BytecodeCache(self.store_root / bytecode.PYCACHE)
             self.bytecode.start()
             self.diagnostics.event("bytecode_cache", folder=str(self.bytecode.root))
+        environ.keep()  # for the processes started after the tests, which may change it
         # Read while the tests run: the git calls cost the run nothing it waits for.
         self.version = gitinfo.VersionProbe(self.rootdir, settings.base) if record else None
         self.plan = self._plan()
@@ -307,6 +308,9 @@ class Harness:
             version_note=version_note,
             base_check_budget=self.settings.base_check_budget,
             code_under_test=code_under_test,
+            verdict_budget=self.settings.verdict_budget,
+            known_failures=self.settings.known_failures,
+            flaky_blocks=self.settings.flaky_blocks,
         )
 
     def _code_under_test(self, version: gitinfo.CodeVersion | None) -> list[str]:
@@ -488,13 +492,18 @@ class Harness:
         """The ERROR lines, those of tests this change broke (or may have) first: the few the
         terminal has room for are then the ones to look at."""
         diff = summary.get("regressions") or {}
-        first = {
-            item["nodeid"]
-            for key in ("new_failures", "new_tests_failing", "unknown_at_base")
-            for item in diff.get(key, ())
-        }
+        # Outside git every failure of a first run is a "new test": no order to learn there.
+        keys = ["new_failures", "unknown_at_base"] + (
+            ["new_tests_failing"] if "base" in diff else []
+        )
+        first = {item["nodeid"] for key in keys for item in diff.get(key, ())}
+
+        def later(pair: tuple[str, str]) -> bool:
+            nodeid = pair[0]
+            return nodeid not in first and "::" in nodeid  # collection errors stay first
+
         pairs = zip(self.recorder.error_ids, self.recorder.error_lines, strict=True)
-        return [line for _, line in sorted(pairs, key=lambda pair: pair[0] not in first)]
+        return [line for _, line in sorted(pairs, key=later)]
 
     def _hint(self, name: str) -> str:
         """Where the latest run's file `name` is, as the user would type it from here."""

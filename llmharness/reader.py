@@ -25,6 +25,7 @@ from llmharness.store import (
     unfinished_before,
     unfinished_note,
 )
+from llmharness.verdicts import BLOCKING
 
 __all__ = [
     "Change",
@@ -73,6 +74,8 @@ class Change:
     reason: str | None = None
     last_run: str | None = None
     known_by: str | None = None  # recorded, checked, synced (at the base) or last-known
+    verdict: str | None = None  # regression, order-dependent, flaky, known or unchecked
+    polluters: tuple[str, ...] = ()  # for an order-dependent failure, when bisect found them
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,19 @@ class Regressions:
     def broken(self) -> bool:
         """What `--check` gates on: against the base, a test that passed there fails now, a new
         test fails, or a failure's outcome at the base is unknown; without a base, a test
-        whose last known outcome was a pass fails now."""
+        whose last known outcome was a pass fails now. A new failure found flaky (unless
+        `flaky_blocks`) or known does not count."""
+        blocking = set(BLOCKING)
+        if self.data.get("flaky_blocks"):
+            blocking.add("flaky")
+
+        def blocks(change: Change) -> bool:
+            return change.verdict is None or change.verdict in blocking
+
         if self.base is None:
-            return bool(self.new_failures)
-        return bool(self.new_failures or self.new_tests_failing or self.unknown_at_base)
+            return any(map(blocks, self.new_failures))
+        new = (*self.new_failures, *self.new_tests_failing)
+        return any(map(blocks, new)) or bool(self.unknown_at_base)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.data, "notes": list(self.notes)}
@@ -126,6 +138,8 @@ def _changes(items: Any) -> tuple[Change, ...]:
             reason=item.get("reason"),
             last_run=item.get("last_run"),
             known_by=item.get("known_by"),
+            verdict=item.get("verdict"),
+            polluters=tuple(item.get("polluters") or ()),
         )
         for item in items or ()
     )
@@ -403,4 +417,5 @@ def _result(item: Mapping[str, Any]) -> Any:
         duration=float(item.get("duration") or 0.0),
         reason=item.get("reason"),
         failure_file=item.get("failure_file"),
+        worker=item.get("worker"),
     )

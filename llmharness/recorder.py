@@ -21,6 +21,7 @@ the run finished.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import time
@@ -33,6 +34,7 @@ import pytest
 
 from llmharness import basediff, reporting
 from llmharness import diff as diffing
+from llmharness.config import KnownFailure
 from llmharness.diagnostics import Diagnostics
 from llmharness.gitinfo import CodeVersion
 from llmharness.index import IndexBroken, Known
@@ -50,6 +52,14 @@ from llmharness.store import (
 )
 
 __all__ = ["RunFacts", "RunRecorder"]
+
+
+def _polluters(store_root: Path) -> dict[str, list[str]]:
+    """What `llmharness bisect` found making tests fail, by victim."""
+    from llmharness.bisect import polluters_of
+
+    return polluters_of(store_root)
+
 
 _SEVERITY = {"skipped": 0, "xfailed": 1, "passed": 2, "xpassed": 3, "failed": 4, "error": 5}
 _HEAD_TAIL_MARK = "\n…[{} characters cut here by llmharness]…\n"
@@ -101,6 +111,7 @@ class _Pending:
     texts: list[tuple[str, str]] = field(default_factory=list)
     sections: list[tuple[str, str]] = field(default_factory=list)
     skip_reason: str | None = None
+    worker: str | None = None  # the xdist worker that ran it ("gw0"), None in a serial run
 
     def decide(self, outcome: str, phase: str) -> None:
         """Keep the worse of the outcome so far and `outcome`."""
@@ -128,6 +139,9 @@ class RunFacts:
     version_note: str = ""  # why there is no version (or no base)
     base_check_budget: float = 0.0  # seconds to run unknown failures at the base
     code_under_test: list[str] = field(default_factory=list)  # project code from elsewhere
+    verdict_budget: float = 0.0  # seconds to re-run new failures for their verdict
+    known_failures: tuple[KnownFailure, ...] = ()
+    flaky_blocks: bool = False
 
 
 class RunRecorder:
@@ -253,7 +267,8 @@ class RunRecorder:
         nodeid, when, outcome = report.nodeid, report.when, report.outcome
         pending = self._pending.get(nodeid)
         if pending is None:
-            pending = self._pending[nodeid] = _Pending()
+            # xdist names the worker on each report it forwards: the order a verdict replays.
+            pending = self._pending[nodeid] = _Pending(worker=getattr(report, "worker_id", None))
         pending.duration += float(report.duration or 0.0)
         wasxfail = hasattr(report, "wasxfail")
         if when == "call" or (when == "setup" and outcome != "passed"):
@@ -330,7 +345,9 @@ class RunRecorder:
             self._error(nodeid, reason, failure_file)
         elif outcome in {"skipped", "xfailed"}:
             reason = pending.skip_reason
-        result = TestResult(nodeid, outcome, pending.phase, pending.duration, reason, failure_file)
+        result = TestResult(
+            nodeid, outcome, pending.phase, pending.duration, reason, failure_file, pending.worker
+        )
         previous = self.results.get(nodeid)
         if outcome in FAILING and (previous is None or previous.outcome not in FAILING):
             self.failing += 1
@@ -405,6 +422,7 @@ class RunRecorder:
             "finished": finished,
             "duration_s": round(finished - self.started, 3),
             "agent_id": self.agent_id,
+            "rootdir": str(self.rootdir),  # where re-runs and `llmharness bisect` run pytest
             "sample": self.sample_json(facts),
             **reporting.aggregate(self.results.values(), self.collection_errors),
             "collection_errors": self.collection_errors,
@@ -421,6 +439,7 @@ class RunRecorder:
                 "seconds": round(at_base.seconds, 3),
             },
             "code_under_test": facts.code_under_test,
+            "verdicts": {"processes": 0, "seconds": 0.0},
             "store_warnings": self.warnings,
             "log": f"runs/{self.run_id}/log.txt",
         }
@@ -449,12 +468,71 @@ class RunRecorder:
         except StoreError as exc:
             self.warn(str(exc))
             self._write_summary(summary)
+        if isinstance(summary.get("regressions"), dict) and facts.status != "interrupted":
+            self._judge(summary, facts)
         self.log.event("END", status=facts.status, exitstatus=facts.exitstatus, **summary["counts"])
         self.diagnostics.event(
             "finish", status=facts.status, exitstatus=facts.exitstatus, **summary["counts"]
         )
         self.close()
         return summary
+
+    def _judge(self, summary: dict[str, Any], facts: RunFacts) -> None:
+        """Verdicts on the new failures, accepted failures apart; summary.json rewritten."""
+        from llmharness import verdicts
+
+        diff = summary["regressions"]
+        diff["flaky_blocks"] = facts.flaky_blocks
+        today = datetime.date.today()
+        report, notes = verdicts.known_failures_report(self.results, facts.known_failures, today)
+        summary["known_failures"] = report
+        summary["notes"].extend(notes)
+        # Outside git a test never seen before is "new" (every failure of a first run is):
+        # only against the base is a new test one that did not exist there.
+        keys = ("new_failures", "new_tests_failing") if "base" in diff else ("new_failures",)
+        new = [item for key in keys for item in diff[key]]
+        for item in diff.get("still_failing", ()):
+            entry = verdicts.known_entry(item["nodeid"], facts.known_failures, today)
+            if entry is not None:
+                item["known_reason"] = entry.reason
+        if not new:
+            if notes:
+                self._write_summary(summary)
+            return
+        judged = verdicts.judge(
+            self.rootdir,
+            self.store.root,
+            list(self.results.values()),
+            [item["nodeid"] for item in new],
+            budget_s=facts.verdict_budget,
+            known=facts.known_failures,
+            flaky=self._known_flaky(facts),
+            polluters=_polluters(self.store.root),
+            today=today,
+        )
+        for item in new:
+            item.update(judged.verdicts.get(item["nodeid"], {"verdict": "unchecked"}))
+            polluters = " after " + " + ".join(item["polluters"]) if item.get("polluters") else ""
+            self.log.line(
+                f"VERDICT {reporting.quote_nodeid(item['nodeid'])} {item['verdict']}{polluters}"
+            )
+        summary["verdicts"] = {"processes": judged.processes, "seconds": round(judged.seconds, 3)}
+        summary["notes"].extend(judged.notes)
+        self._write_summary(summary)
+
+    def _known_flaky(self, facts: RunFacts) -> Callable[[str], bool]:
+        """Whether a test is known to flip at this code version (clean) or at the base."""
+        from llmharness.knowledge import Knowledge
+
+        version = facts.version
+        if version is None:
+            return lambda nodeid: False
+        known = Knowledge(self.store)
+        commits = [c for c in (None if version.dirty else version.commit, version.base) if c]
+        flips = {
+            nodeid for commit in commits for nodeid, at in known.at(commit).items() if at.flaky
+        }
+        return flips.__contains__
 
     def _write_summary(self, summary: dict[str, Any]) -> bool:
         summary["store_warnings"] = self.warnings

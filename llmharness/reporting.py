@@ -54,6 +54,7 @@ class TestResult:
     duration: float
     reason: str | None = None
     failure_file: str | None = None
+    worker: str | None = None  # the xdist worker that ran it
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -66,6 +67,8 @@ class TestResult:
             data["reason"] = self.reason
         if self.failure_file is not None:
             data["failure_file"] = self.failure_file
+        if self.worker is not None:
+            data["worker"] = self.worker
         return data
 
 
@@ -291,9 +294,34 @@ def regressions_line(diff: Mapping[str, Any] | None, why_no_base: str | None = N
     ):
         number = len(diff.get(key, ()))
         if number:
-            parts.append(counted(number, one, many))
+            judged = _judged(diff.get(key, ()))
+            parts.append(counted(number, one, many) + (f" ({judged})" if judged else ""))
     text = ", ".join(parts) if parts else "none"
     return f"regressions: {text} (vs last known outcome of each test{why})"
+
+
+#: How a verdict reads in the compact line.
+_VERDICT_WORDS = {
+    "regression": "confirmed",
+    "order-dependent": "order-dependent",
+    "flaky": "flaky",
+    "known": "known",
+    "unchecked": "unchecked",
+}
+
+
+def _judged(items: Sequence[Mapping[str, Any]]) -> str:
+    """`1 confirmed, 1 flaky` for new failures with verdicts, else nothing."""
+    counts: dict[str, int] = {}
+    for item in items:
+        verdict = item.get("verdict")
+        if verdict in _VERDICT_WORDS:
+            counts[verdict] = counts.get(verdict, 0) + 1
+    if not counts:
+        return ""
+    order = list(_VERDICT_WORDS)
+    words = [f"{counts[v]} {_VERDICT_WORDS[v]}" for v in sorted(counts, key=order.index)]
+    return ", ".join(words)
 
 
 def why_no_base(summary: Mapping[str, Any]) -> str | None:
@@ -311,8 +339,10 @@ def _base_line(diff: Mapping[str, Any], base: Mapping[str, Any]) -> str:
         failing = f"; {counted(still, 'failure', 'failures')} failing at the base" if still else ""
         return f"regressions: none: this clean run at {commit} is the base{failing}"
     parts = []
+    judged = _judged(diff.get("new_failures", ()))
+    after = f" (passed at the base; {judged})" if judged else " (passed at the base)"
     for key, one, many in (
-        ("new_failures", "regression (passed at the base)", "regressions (passed at the base)"),
+        ("new_failures", "new failure" + after, "new failures" + after),
         ("new_tests_failing", "new test failing", "new tests failing"),
         ("unknown_at_base", "failure unknown at the base", "failures unknown at the base"),
         ("newly_skipped", "passing test now skipped", "passing tests now skipped"),
@@ -321,7 +351,8 @@ def _base_line(diff: Mapping[str, Any], base: Mapping[str, Any]) -> str:
     ):
         number = len(diff.get(key, ()))
         if number:
-            parts.append(counted(number, one, many))
+            verdicts = _judged(diff.get(key, ())) if key == "new_tests_failing" else ""
+            parts.append(counted(number, one, many) + (f" ({verdicts})" if verdicts else ""))
     how: dict[str, int] = {}
     for key in ("new_failures", "new_tests_failing", "still_failing", "fixed"):
         for item in diff.get(key, ()):

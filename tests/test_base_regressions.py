@@ -142,8 +142,8 @@ def test_a_fresh_clone_finds_what_a_change_broke_by_checking_at_the_base(team: T
     assert broken
     run = team.pytest(clone, "--agent-id", "7")
     assert run.returncode == 1
-    regression_count = f"{len(broken)} regression" + ("s" if len(broken) > 1 else "")
-    assert f"{regression_count} (passed at the base)" in run.stdout, run.stdout
+    count = f"{len(broken)} new failure" + ("s" if len(broken) > 1 else "")
+    assert f"{count} (passed at the base; {len(broken)} confirmed)" in run.stdout, run.stdout
     # The few ERROR lines the terminal shows start with what the change broke.
     shown = [line for line in run.stdout.splitlines() if line.startswith("ERROR ")]
     assert len(shown) > len(broken)
@@ -311,7 +311,7 @@ def test_a_fresh_clone_that_syncs_knows_the_base_without_running_anything_there(
     assert {item["known_by"] for item in diff["new_failures"] + diff["still_failing"]} == {"synced"}
     summary = json.loads(team.cli(two, "summary", "--json").stdout)
     assert summary["base_check"]["checked"] == 0
-    assert not (two / ".llmharness" / "worktrees").exists()  # nothing ran at the base
+    assert not (two / ".llmharness" / "worktrees" / "base").exists()  # nothing ran at the base
 
 
 def test_code_imported_from_another_clone_is_reported_and_the_base_check_is_not_fooled(

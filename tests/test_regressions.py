@@ -50,7 +50,7 @@ def test_break_three_then_mend_them(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--agent-id", "1")
     assert result.ret == 1
     result.stdout.fnmatch_lines(
-        ["regressions: 3 new failures (vs last known outcome of each test)"]
+        ["regressions: 3 new failures (3 confirmed) (vs last known outcome of each test)"]
     )
     diff = cli_json(pytester, "regressions")
     assert sorted(item["nodeid"] for item in diff["new_failures"]) == sorted(
