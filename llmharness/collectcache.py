@@ -15,6 +15,10 @@ its last clean and complete collection produced and everything that collection d
   installed distributions and pytest plugins, the ini file, the environment variables (less
   `IGNORED_VARIABLES`) and the command line (less `collection_args`'s options).
 
+With the node ids it keeps what `-k` and `-m` evaluate on for each of them (names and markers,
+see `llmharness.selection`), so that a run under `-k`/`-m` knows which known tests they deselect
+(the expressions themselves are no part of the key).
+
 A file is *known* when all of these are unchanged; its node ids are then the recorded ones. A
 known file with no sampled test is not imported at all; in a known file that has some, only the
 functions and classes that hold a sampled test are turned into test items. Any new, changed or
@@ -30,6 +34,7 @@ import functools
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import posixpath
 import re
@@ -42,6 +47,7 @@ from types import ModuleType
 from typing import Any
 
 from llmharness import sampling
+from llmharness.selection import OPAQUE, Keywords, Mark, Selection, Value
 
 __all__ = [
     "IGNORED_VARIABLES",
@@ -50,14 +56,17 @@ __all__ = [
     "Recorded",
     "changed_names",
     "collection_args",
+    "decode_keywords",
     "dependency_key",
     "distributions",
+    "encode_keywords",
     "environment_key",
     "file_entry",
     "local_dependencies",
     "plan",
     "plugin_identity",
     "relative",
+    "selection_free",
     "variable_digests",
 ]
 
@@ -297,6 +306,26 @@ def collection_args(args: Sequence[str]) -> list[str]:
     return kept
 
 
+def selection_free(args: Sequence[str]) -> list[str]:
+    """The command line less `-k` and `-m` and their values (`-k V`, `-kV`, `-k=V`): they choose
+    among the tests collected, by what the cache records of each, and change no node id. (A
+    stack such as `-xk V` is left whole, for `collection_args` to keep.)"""
+    kept: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            kept.append(token)
+            kept.extend(tokens)
+            break
+        if token in ("-k", "-m"):
+            next(tokens, None)
+            continue
+        if token.startswith(("-k", "-m")):  # pytest's short options are one letter: -kslow
+            continue
+        kept.append(token)
+    return kept
+
+
 def _free_short_options(letters: str) -> bool | None:
     """For stacked short options (`vvx`, `rA`, `xn2`): None if one of them may change node
     ids; else whether the last takes its value from the next token."""
@@ -459,9 +488,14 @@ def local_dependencies(
 
 
 def file_entry(
-    fingerprints: Fingerprints, rel: str, ids: list[str], deps: Iterable[str]
+    fingerprints: Fingerprints,
+    rel: str,
+    ids: list[str],
+    deps: Iterable[str],
+    select: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """The cache entry for a file collected cleanly this run, or None if it cannot be read."""
+    """The cache entry for a file collected cleanly this run, or None if it cannot be read;
+    `select` is `encode_keywords`'s record of its tests, when every one of them has one."""
     try:
         stat = os.stat(os.path.join(fingerprints.root, rel))
     except OSError:
@@ -472,13 +506,94 @@ def file_entry(
     depends = fingerprints.conftest_chain(rel)
     for dep in sorted(deps):
         depends[dep] = fingerprints.digest(dep)
-    return {
+    entry: dict[str, Any] = {
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "hash": digest,
         "ids": ids,
         "deps": depends,
     }
+    if select is not None:
+        entry["select"] = select
+    return entry
+
+
+def _own_name(nodeid: str) -> str:
+    """A test's name as its node id usually ends with it (a parameter may hold `::`)."""
+    return nodeid.rpartition("::")[2]
+
+
+def encode_keywords(
+    ids: Sequence[str], tests: Mapping[str, Keywords | None]
+) -> dict[str, Any] | None:
+    """The record of what `-k` and `-m` evaluate on for each of a file's `ids`, or None when
+    one has none. The tests of a class or module mostly share all but their own name: each
+    distinct rest is written once, in `sets`, and `of` gives each id (in order) its set's
+    index, or [index, own name] where the id does not end with the name."""
+    # By the sets themselves: the tests of one parent share them, and their hashes.
+    sets: dict[tuple[frozenset[str], frozenset[str], frozenset[Mark]], int] = {}
+    table: list[Any] = []
+    of: list[Any] = []
+    for nodeid in ids:
+        keywords = tests.get(nodeid)
+        if keywords is None:
+            return None
+        key = (keywords.names, keywords.doubtful, keywords.marks)
+        index = sets.get(key)
+        if index is None:
+            index = sets[key] = len(table)
+            marks = sorted(
+                (
+                    [mark.name, {name: _encode_value(value) for name, value in mark.kwargs}]
+                    for mark in keywords.marks
+                ),
+                key=json.dumps,
+            )
+            mark_names = {mark.name for mark in keywords.marks}
+            table.append([sorted(keywords.names - mark_names), sorted(keywords.doubtful), marks])
+        of.append(index if keywords.name == _own_name(nodeid) else [index, keywords.name])
+    return {"sets": table, "of": of}
+
+
+def _encode_value(value: Value) -> Any:
+    return {} if value is OPAQUE else value  # JSON has no other use for an object here
+
+
+def _decode_value(value: Any) -> Value:
+    if isinstance(value, dict):
+        return OPAQUE
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ValueError(value)
+
+
+def decode_keywords(ids: Sequence[str], record: Any) -> list[Keywords] | None:
+    """`encode_keywords`'s record back, one for each of `ids`; None if it is not one for them."""
+    try:
+        sets, of = record["sets"], record["of"]
+        if len(of) != len(ids):
+            return None
+        rows = []
+        for names, doubtful, marks in sets:
+            decoded = frozenset(
+                Mark(str(name), tuple((str(k), _decode_value(v)) for k, v in kwargs.items()))
+                for name, kwargs in marks
+            )
+            all_names = frozenset(map(str, names)) | {mark.name for mark in decoded}
+            rows.append((all_names, frozenset(map(str, doubtful)), decoded))
+        tests = []
+        for nodeid, place in zip(ids, of, strict=True):
+            if isinstance(place, int):
+                index, own = place, _own_name(nodeid)
+            else:
+                index, own = place
+            if not isinstance(index, int) or not isinstance(own, str) or index < 0:
+                return None
+            names, doubtful, marks = rows[index]
+            tests.append(Keywords(own, names, doubtful, marks))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    return tests
 
 
 def _known(fingerprints: Fingerprints, rel: str, entry: Any) -> list[str] | None:
@@ -545,6 +660,8 @@ class CollectionPlan:
     skip: frozenset[str] = frozenset()  # known files without a wanted test: not imported
     wanted: Mapping[str, frozenset[str]] = field(default_factory=dict)  # other known files
     known: Mapping[str, list[str]] = field(default_factory=dict)  # every known file's ids
+    # Known ids that the run's -k/-m deselect, by file: never wanted, counted as deselected.
+    unselected: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def keeps(self, parent_nodeid: str, name: str) -> bool:
         """Whether the object `name` in a collector may hold a wanted test."""
@@ -559,24 +676,45 @@ class CollectionPlan:
 
 
 def plan(
-    fingerprints: Fingerprints, files: Mapping[str, Any], fraction: float, seed: str
+    fingerprints: Fingerprints,
+    files: Mapping[str, Any],
+    fraction: float,
+    seed: str,
+    select: Selection | None = None,
 ) -> CollectionPlan:
     """Plan a `fraction` sample's collection from the cache's `files`.
 
     A known file is skipped when none of its tests is sampled; in a known file that is
     collected, only the sampled tests are wanted (the rest are not even built). When no known
     file has a sampled test, the lowest-scored known test is wanted too: the never-empty rule
-    may pick it.
+    may pick it. Under `-k`/`-m` (`select`) the tests they deselect are in no sample, and a
+    file whose record cannot tell for some test is not known (it is collected in full).
     """
+    if select is not None and not select.active:
+        select = None
     known: dict[str, list[str]] = {}
     wanted: dict[str, set[str]] = {}
+    unselected: dict[str, frozenset[str]] = {}
     lowest: tuple[float, str, str] | None = None
     for rel, entry in files.items():
         ids = _known(fingerprints, rel, entry)
         if ids is None:
             continue
+        out: frozenset[str] = frozenset()
+        if select is not None:
+            tests = decode_keywords(ids, entry.get("select"))
+            if tests is None:
+                continue
+            choices = [select.selects(keywords) for keywords in tests]
+            if None in choices:
+                continue
+            out = frozenset(nodeid for nodeid, kept in zip(ids, choices, strict=True) if not kept)
+            if out:
+                unselected[rel] = out
         known[rel] = ids
         for nodeid in ids:
+            if nodeid in out:
+                continue
             value = sampling.score(seed, nodeid)
             if value < fraction:
                 wanted.setdefault(rel, set()).add(nodeid)
@@ -588,4 +726,5 @@ def plan(
         skip=frozenset(rel for rel in known if rel not in wanted),
         wanted={rel: frozenset(ids) for rel, ids in wanted.items()},
         known=known,
+        unselected=unselected,
     )

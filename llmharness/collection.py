@@ -8,7 +8,9 @@ reads, and the controller's side of the cache.
 The cache must never change which tests run. What it cannot see (a file outside the rootdir,
 hidden state) is caught, where it can be, by checking every partly built file against its
 recorded node ids: on a difference the rest of the run is collected in full and the cache is
-dropped, with one warning.
+dropped, with one warning. Under `-k`/`-m` the tests of every file collected are checked too:
+pytest must keep exactly those that `llmharness.selection` says it keeps, by their names and
+markers now and, for known tests, by their record; else the cache is dropped, with one warning.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, cast
 
 import pytest
 
-from llmharness import collectcache
+from llmharness import collectcache, selection
 from llmharness.store import COLLECTION_FILE, SCHEMA, Store, StoreError
 
 __all__ = ["CollectionCache", "CollectionPruner", "CollectionTracker", "register"]
@@ -215,6 +217,11 @@ class CollectionTracker:
         self._stale_file: str | None = None
         self._stale: str | None = None
         self._finished = False
+        self._items: list[pytest.Item] = []  # every item collected, for -k/-m's record
+        # What -k and -m evaluate on, by node id (None: not to be recorded, e.g. two items of
+        # one id that differ), and by file how many tests they kept otherwise than expected.
+        self._keywords: dict[str, selection.Keywords | None] = {}
+        self._misselected: dict[str, int] = {}
         store_rel = collectcache.relative(self.fingerprints.root, str(store)) if store else None
         self._ignored = (store_rel,) if store_rel else ()
 
@@ -234,6 +241,61 @@ class CollectionTracker:
     def decided(self, collector: pytest.Collector, rel: str, name: str, kept: bool) -> None:
         """The pruner built (or left out) the object `name` of a known file's collector."""
         self._file(rel).decisions.setdefault(collector, {})[name] = kept
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self._items.append(item)
+
+    # trylast: after the hooks that add markers (pytest's documented way to mark tests by
+    # name) and after pytest's own -k/-m, but before llmharness's `timeout` markers, which
+    # depend on an option no part of the cache's key.
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Record what -k and -m evaluate on for the tests of the files to be cached; under a
+        plan and -k/-m, check that pytest kept exactly the tests expected."""
+        collected, self._items = self._items, []
+        plan = self.plan
+        select = _selection(config) if plan.skip or plan.wanted else None
+        kept = {id(item) for item in items} if select is not None else set()
+        reader = _KeywordReader()
+        for item in collected:
+            nodeid = item.nodeid
+            rel = nodeid.partition("::")[0]
+            if select is None and not self._cached(rel):
+                continue
+            keywords = reader.read(item)
+            if nodeid in self._keywords and self._keywords[nodeid] != keywords:
+                keywords = None
+            self._keywords[nodeid] = keywords
+            if select is not None and not self._as_expected(
+                select, plan, rel, nodeid, keywords, id(item) in kept
+            ):
+                self._misselected[rel] = self._misselected.get(rel, 0) + 1
+
+    def _cached(self, rel: str) -> bool:
+        """Whether the file may get a cache entry this run (see `entries`)."""
+        state = self._files.get(rel)
+        return (
+            state is not None and state.module and not state.failed and rel not in self.plan.wanted
+        )
+
+    def _as_expected(
+        self,
+        select: selection.Selection,
+        plan: collectcache.CollectionPlan,
+        rel: str,
+        nodeid: str,
+        keywords: selection.Keywords | None,
+        kept: bool,
+    ) -> bool:
+        """Whether pytest kept a test as its names and markers say, and as its record says."""
+        if keywords is not None and select.selects(keywords) not in (kept, None):
+            return False
+        recorded = self._recorded_ids(rel)
+        if recorded is not None and nodeid in recorded.ids:
+            return (nodeid not in plan.unselected.get(rel, ())) == kept
+        return True
 
     @pytest.hookimpl(wrapper=True)
     def pytest_make_collect_report(
@@ -384,6 +446,7 @@ class CollectionTracker:
                 differences[rel] = (new, gone)
         stale = self._stale_file or next(iter(differences), None)
         if stale is None:
+            self._stale = self._misselection()
             return
         new, gone = differences.get(stale, (0, 0))
         skipped = self._files[stale].skipped_before
@@ -398,10 +461,29 @@ class CollectionTracker:
             f"({new} new, {gone} gone); cache dropped{rest}; {before}"
         )
 
+    def _misselection(self) -> str | None:
+        """The warning to give when pytest's -k/-m kept other tests than expected."""
+        rel = next(iter(self._misselected), None)
+        if rel is None:
+            return None
+        count = self._misselected[rel]
+        tests = "test" if count == 1 else "tests"
+        skipped = len(self.skipped)
+        if skipped == 0:
+            after = "no file was skipped"
+        else:
+            files = "file" if skipped == 1 else "files"
+            after = f"{skipped} {files} skipped may have been sampled otherwise"
+        return (
+            f"collection cache: -k/-m selected otherwise than recorded in {rel} ({count} "
+            f"{tests}; or a plugin deselected them); cache dropped; {after}"
+        )
+
     @property
     def stale(self) -> str | None:
         """Once collection is over: the warning to give when a partly built file produced
-        other node ids than recorded (the cache is then to be dropped), else None."""
+        other node ids than recorded, or -k/-m kept other tests than expected (the cache is
+        then to be dropped), else None."""
         self._finish()
         return self._stale
 
@@ -435,7 +517,9 @@ class CollectionTracker:
             while folder:
                 folder = folder.rpartition("/")[0]
                 deps |= self._folders.get(folder, set())
-            entry = collectcache.file_entry(self.fingerprints, rel, state.produced(), deps)
+            ids = state.produced()
+            select = collectcache.encode_keywords(ids, self._keywords)
+            entry = collectcache.file_entry(self.fingerprints, rel, ids, deps, select)
             if entry is not None:
                 entries[rel] = entry
         return entries
@@ -445,6 +529,90 @@ class CollectionTracker:
         self._finish()
         self._files = {}
         self._recorded = {}
+        self._items = []
+        self._keywords = {}
+
+
+def _selection(config: pytest.Config) -> selection.Selection | None:
+    """The run's -k and -m, when given and evaluable."""
+    try:
+        select = selection.Selection.from_options(
+            config.getoption("keyword", None), config.getoption("markexpr", None)
+        )
+    except selection.ExpressionError:
+        return None
+    return select if select.active else None
+
+
+_Share = tuple[frozenset[str], frozenset[selection.Mark]]  # names and markers
+
+
+class _KeywordReader:
+    """Reads what pytest's -k and -m evaluate on for items (its KeywordMatcher's names and its
+    MarkMatcher's markers), by the public attributes its `listchain`, `listextrakeywords` and
+    `iter_markers` read: the share of each parent (a module, a class) is read once."""
+
+    def __init__(self) -> None:
+        # By id(): the nodes outlive the reader, which lives for one hook call.
+        self._shares: dict[int, _Share] = {}
+        self._marks: dict[int, selection.Mark] = {}
+
+    def read(self, item: pytest.Item) -> selection.Keywords | None:
+        """The item's names and markers; None if the item does not allow reading them."""
+        try:
+            parent = item.parent
+            inherited, marks = self._share(parent) if parent is not None else _NOTHING
+            own = item.name
+            function = getattr(item, "function", None)
+            attributes = function.__dict__ if function else {}
+            extra, own_markers = item.extra_keyword_matches, item.own_markers
+            if not (attributes or extra or own_markers) and own not in inherited:
+                return selection.Keywords(own, inherited, frozenset(), marks)  # most tests
+            names = set(inherited)
+            names.update(extra)
+            own_marks = [self._mark(mark) for mark in own_markers]
+            names.update(mark.name for mark in own_marks)
+            doubtful: set[str] = set()
+            for name in attributes:
+                (doubtful if selection.doubtful_attribute(name) else names).add(name)
+            names.discard(own)
+            doubtful.difference_update(names)
+            doubtful.discard(own)
+            return selection.Keywords(
+                own, frozenset(names), frozenset(doubtful), marks.union(own_marks)
+            )
+        except Exception:  # an unusual item: not recorded, and its file not trusted under -k/-m
+            return None
+
+    def _share(self, node: pytest.Item | pytest.Collector) -> _Share:
+        share = self._shares.get(id(node))
+        if share is None:
+            parent = node.parent
+            inherited, marks = self._share(parent) if parent is not None else _NOTHING
+            names = set(inherited)
+            # The session's name and the root folder's match nothing.
+            if not isinstance(node, pytest.Session) and not (
+                isinstance(node, pytest.Directory) and isinstance(parent, pytest.Session)
+            ):
+                names.add(node.name)
+            names.update(node.extra_keyword_matches)
+            own_marks = [self._mark(mark) for mark in node.own_markers]
+            names.update(mark.name for mark in own_marks)
+            share = self._shares[id(node)] = (frozenset(names), marks.union(own_marks))
+        return share
+
+    def _mark(self, mark: pytest.Mark) -> selection.Mark:
+        found = self._marks.get(id(mark))
+        if found is None:
+            kwargs = sorted(mark.kwargs.items(), key=lambda pair: pair[0])
+            found = selection.Mark(
+                mark.name, tuple((key, selection.plain_value(value)) for key, value in kwargs)
+            )
+            self._marks[id(mark)] = found
+        return found
+
+
+_NOTHING: _Share = (frozenset(), frozenset())
 
 
 class CollectionPruner:
@@ -527,6 +695,8 @@ class CollectionCache:
         self._collection_update: _Update | None = None
         #: (files not imported, known tests not built) by this run's plan
         self.uncollected_counts = (0, 0)
+        #: Of those known tests, the ones -k/-m deselect: counted as deselected, never sampled.
+        self.unselected: list[str] = []
         #: Why a fraction run could not use the cache (e.g. which variables changed), or None.
         self.reason: str | None = None
         #: The warning given when a file built other node ids than recorded (cache dropped).
@@ -545,13 +715,15 @@ class CollectionCache:
             where = os.path.relpath(params.dir, self.rootdir)
         except ValueError:  # another drive
             where = str(params.dir)
-        return [where, *collectcache.collection_args([str(arg) for arg in params.args])]
+        args = collectcache.selection_free([str(arg) for arg in params.args])
+        return [where, *collectcache.collection_args(args)]
 
     def _collection_filtered(self) -> bool:
-        """Whether options filter tests by more than node id (then collect everything), or
-        `file::name` arguments narrow the run to part of a file (whose other tests a plan
-        drawn from its recorded ids could otherwise want instead)."""
-        names = ("keyword", "markexpr", "deselect", "lf", "stepwise")
+        """Whether options filter tests by more than node id and what the cache records of
+        them for -k and -m (then collect everything), or `file::name` arguments narrow the run
+        to part of a file (whose other tests a plan drawn from its recorded ids could
+        otherwise want instead)."""
+        names = ("deselect", "lf", "stepwise")
         if any(self.config.getoption(name, None) for name in names):
             return True
         return any("::" in str(arg) for arg in self.config.args)
@@ -561,10 +733,22 @@ class CollectionCache:
         if self._collection_plan is None:
             self._collection_plan = collectcache.CollectionPlan()
             if self.fraction is not None and not self._collection_filtered():
+                try:
+                    select = selection.Selection.from_options(
+                        self.config.getoption("keyword", None),
+                        self.config.getoption("markexpr", None),
+                    )
+                except selection.ExpressionError as exc:
+                    self.reason = f"cannot evaluate -k/-m on the record: {exc}"
+                    return self._collection_plan
                 cache = self._cache()
                 if cache["env"] == self._env_key:
                     self._collection_plan = collectcache.plan(
-                        self.tracker.fingerprints, cache["files"], self.fraction, self.seed
+                        self.tracker.fingerprints,
+                        cache["files"],
+                        self.fraction,
+                        self.seed,
+                        select,
                     )
                 else:
                     self.reason = self._unknown_because(cache)
@@ -585,16 +769,21 @@ class CollectionCache:
         return "Python, pytest, installed packages, plugins or the ini file changed"
 
     def uncollected(self, touched: Collection[str], collected: Collection[str]) -> list[str]:
-        """Known tests of the files collection skipped or pruned: they count in the total."""
+        """Known tests of the files collection skipped or pruned: they count in the total
+        (those that -k/-m deselect, kept in `unselected`, as deselected)."""
         plan = self.plan()
         present = set(collected)
-        missing = [
-            nodeid
-            for rel in sorted(touched)
-            for nodeid in plan.known.get(rel, ())
-            if nodeid not in present
-        ]
+        missing: list[str] = []
+        unselected: list[str] = []
+        for rel in sorted(touched):
+            out = plan.unselected.get(rel, frozenset())
+            for nodeid in plan.known.get(rel, ()):
+                if nodeid not in present:
+                    missing.append(nodeid)
+                    if nodeid in out:
+                        unselected.append(nodeid)
         self.uncollected_counts = (sum(rel in plan.skip for rel in touched), len(missing))
+        self.unselected = unselected
         return missing
 
     def collected(
@@ -671,4 +860,4 @@ class CollectionCache:
 def _same_entry(old: Any, new: Mapping[str, Any]) -> bool:
     if not isinstance(old, dict):
         return False
-    return all(old.get(key) == new[key] for key in ("hash", "ids", "deps"))
+    return all(old.get(key) == new.get(key) for key in ("hash", "ids", "deps", "select"))

@@ -192,6 +192,7 @@ class Harness:
                 skip_files=tuple(sorted(planned.skip)),
                 wanted={rel: sorted(ids) for rel, ids in planned.wanted.items()},
                 known={rel: planned.known[rel] for rel in planned.wanted},
+                unselected={rel: sorted(planned.unselected.get(rel, ())) for rel in planned.wanted},
             )
         node.workerinput[WORKER_KEY] = dataclasses.asdict(plan)
 
@@ -214,6 +215,8 @@ class Harness:
         self.collected = list(output["collected"]) + uncollected
         self.collected_files = set(output["files"])
         self.deselected = int(output.get("deselected", 0))
+        if self.collection is not None:
+            self.deselected += len(self.collection.unselected)
         if output.get("sample") is not None:
             self.sample = sampling.Sample(**output["sample"])
 
@@ -232,18 +235,23 @@ class Harness:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
         collected = [item.nodeid for item in items]
+        yield
+        # After the other hooks: the tracker has recorded what -k/-m evaluated on.
         uncollected: list[str] = []
+        population: list[str] = []  # the uncollected that -k/-m keep
         if self.collection is not None:
             tracker = self.collection.tracker
             uncollected = self.collection.collected(
                 collected, tracker.touched(), tracker.entries(collected), tracker.failed
             )
             self.uncollected = self.collection.uncollected_counts
+            unselected = set(self.collection.unselected)
+            self.deselected += len(unselected)
+            population = [nodeid for nodeid in uncollected if nodeid not in unselected]
         self.collected = collected + uncollected
-        yield
         if self.plan.samples:
             self._sampling = True
-            self.sample = sample_items(config, items, self.plan, uncollected)
+            self.sample = sample_items(config, items, self.plan, population)
             self._sampling = False
             self.diagnostics.event(
                 "sample",

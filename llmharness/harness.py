@@ -64,10 +64,12 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
 def _configure_worker(config: pytest.Config, plan: Plan) -> None:
     worker = WorkerSampler(config, plan)
     config.pluginmanager.register(worker, "llmharness-worker")
+    # Before the tracker, as in the controller: the tracker's trylast hook then records the
+    # markers -m saw, before the `timeout` ones (trylast hooks run last registered first).
+    _arm_timeout(config, plan.test_timeout)
     collection.register(config, worker.tracker, bool(plan.wanted or plan.skip_files))
     if plan.deadline is not None:
         config.pluginmanager.register(TimeLimit(plan.deadline), "llmharness-limit")
-    _arm_timeout(config, plan.test_timeout)
     if plan.pycache is not None:
         BytecodeCache(Path(plan.pycache)).start()  # the controller cleans up after the run
 

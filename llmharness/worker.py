@@ -36,6 +36,7 @@ class Plan:
     skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
     wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
     known: dict[str, list[str]] | None = None  # the recorded ids of the files built in part
+    unselected: dict[str, list[str]] | None = None  # of those, the ones -k/-m deselect
     test_timeout: float | None = None
     pycache: str | None = None  # the store's bytecode cache, when the run uses it
 
@@ -79,6 +80,7 @@ class WorkerSampler:
                 skip=frozenset(plan.skip_files),
                 wanted={rel: frozenset(ids) for rel, ids in (plan.wanted or {}).items()},
                 known=plan.known or {},
+                unselected={rel: frozenset(ids) for rel, ids in (plan.unselected or {}).items()},
             )
             self.tracker = collection.CollectionTracker(
                 config.rootpath, lambda: known, Path(plan.store_root)
@@ -97,15 +99,15 @@ class WorkerSampler:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
         collected = [item.nodeid for item in items]
+        yield
         cache = None
-        if self.tracker is not None:
+        if self.tracker is not None:  # after the other hooks, as the controller does
             entries = self.tracker.entries(collected)
             cache = {
                 "entries": entries,
                 "failed": sorted(self.tracker.failed),
                 "stale": self.tracker.stale,
             }
-        yield
         sample = None
         if self.plan.samples:
             self._sampling = True

@@ -223,7 +223,7 @@ def test_never_empty_rule_holds_with_files_left_out(
     assert sample["uncollected_files"] >= 10
 
 
-def test_keyword_filter_collects_everything(
+def test_keyword_filter_keeps_the_plan_and_the_sample(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _suite(pytester)
@@ -231,7 +231,7 @@ def test_keyword_filter_collects_everything(
     sample = _same_as_full_collection(
         pytester, monkeypatch, "--fast-fraction", "30%", "--seed", "k", "-k", "plain or param"
     )
-    assert sample["uncollected_files"] == 0
+    assert sample["uncollected_files"] > 0  # -k is evaluated on what was recorded
 
 
 def test_corrupt_cache_is_set_aside_and_rebuilt(
