@@ -42,7 +42,7 @@ def check_unknown(
     base = version.base
     if base is None or version.at_base:
         return facts
-    known = Knowledge(store).at(base)
+    known = Knowledge(store).at(base, only=results)
     unknown = sorted(
         nodeid
         for nodeid, result in results.items()
@@ -87,5 +87,12 @@ def compare(
     """The regression diff against the base, or None when there is no base to compare with."""
     if version.base is None:
         return None
-    at_base = Knowledge(store).at(version.base)
-    return diffing.against_base(results.values(), at_base, run_id=run_id, base=version.base_json())
+    # Only this run's tests: a sample need not hold the whole suite's knowledge in memory.
+    at_base, known_before = Knowledge(store).at_counted(version.base, only=results)
+    return diffing.against_base(
+        results.values(),
+        at_base,
+        run_id=run_id,
+        base=version.base_json(),
+        known_before=known_before,
+    )

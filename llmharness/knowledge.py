@@ -15,7 +15,7 @@ Outcomes are pytest's words, plus `absent`: the test did not exist at the commit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,19 +77,30 @@ class Knowledge:
             found |= parse_lines(text)
         return found
 
-    def at(self, commit: str) -> dict[str, AtCommit]:
-        """Every test known at `commit`."""
+    def at(self, commit: str, only: Container[str] | None = None) -> dict[str, AtCommit]:
+        """Every test known at `commit` (or those of them in `only`)."""
+        return self.at_counted(commit, only)[0]
+
+    def at_counted(
+        self, commit: str, only: Container[str] | None = None
+    ) -> tuple[dict[str, AtCommit], int]:
+        """The tests known at `commit` (those in `only`), and how many tests that existed
+        there have a known outcome, in one read."""
         seen: dict[str, tuple[set[str], str]] = {}
+        existed: set[str] = set()
         for source in SOURCES:
             for outcome, nodeid in self.pairs(commit, (source,)):
-                seen.setdefault(nodeid, (set(), source))[0].add(outcome)
+                if outcome != ABSENT:
+                    existed.add(nodeid)
+                if only is None or nodeid in only:
+                    seen.setdefault(nodeid, (set(), source))[0].add(outcome)
         known = {}
         for nodeid, (outcomes, source) in seen.items():
             failing = sorted(outcomes & _FAILING)
             passing = sorted(outcomes - _FAILING)
             outcome = failing[0] if failing else passing[0]
             known[nodeid] = AtCommit(outcome, source, bool(failing) and "passed" in outcomes)
-        return known
+        return known, len(existed)
 
     def add(self, commit: str, source: str, pairs: Iterable[tuple[str, str]]) -> int:
         """Merge (outcome, nodeid) pairs into what `source` knows at `commit`; return how many
