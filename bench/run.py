@@ -48,6 +48,14 @@ SCRUBBED_ENV = (
     "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
     "PYTHONPATH",
     "PYTHONHOME",
+    # Which repository git finds: a hook's environment would point every run at another one.
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
 )
 # Every variant runs without pytest's cache plugin, so that it is never the difference measured.
 COMMON = ("-q", "-p", "no:cacheprovider")
@@ -169,6 +177,44 @@ def installed_version(info: dict[str, Any], name: str) -> str:
         if item.lower().replace("_", "-").startswith(prefix):
             return str(item.split("==", 1)[1])
     sys.exit(f"bench: {name} is not installed in the llmharness venv")
+
+
+# -- every suite a git repository of its own -------------------------------------------------
+# bench/_work lies inside llmharness's own work tree: a suite without a repository of its own
+# would be recorded at llmharness's commit and its failures checked at llmharness's base, where
+# the suite does not exist. A fresh clone is a clean tree at its base: so is every suite here.
+SUITE_GITIGNORE = ("__pycache__/", ".pytest_cache/", ".llmharness*/")
+GIT_IDENTITY = ("-c", "user.name=bench", "-c", "user.email=bench@localhost")
+
+
+def git_setup_env() -> dict[str, str]:
+    """The environment the suites' repositories are made in: no system or user git config."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    # A user's config could sign commits, run hooks from a template or rename the branch.
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    return env
+
+
+def make_repo(root: Path) -> str:
+    """Make `root` a git repository of its own (if it is not one) with everything in it
+    committed on `main`; return the commit."""
+    env = git_setup_env()
+    ignore = root / ".gitignore"
+    have = ignore.read_text().splitlines() if ignore.exists() else []
+    missing = [line for line in SUITE_GITIGNORE if line not in have]
+    if missing:
+        text = ignore.read_text() if ignore.exists() else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        ignore.write_text(text + "".join(f"{line}\n" for line in missing))
+    if not (root / ".git").exists():
+        run_quiet(["git", "init", "-q", "-b", "main"], cwd=root, env=env)
+    run_quiet(["git", "add", "-A"], cwd=root, env=env)
+    if run_quiet(["git", "status", "--porcelain"], cwd=root, env=env).strip():
+        commit = ["git", *GIT_IDENTITY, "commit", "-q", "--no-verify", "-m", "bench suite"]
+        run_quiet(commit, cwd=root, env=env)
+    return run_quiet(["git", "rev-parse", "HEAD"], cwd=root, env=env).strip()
 
 
 # -- measuring one process -------------------------------------------------------------------
@@ -367,6 +413,8 @@ def generate(
     subdirs = min(10, files)
     nodeids = generator.synthetic(root, files, tests, fail_rate, seed, subdirs)
     failing = sum(generator.is_failing(seed, nodeid, fail_rate) for nodeid in nodeids)
+    # Rewritten in place (not `fresh`), the suite's change is committed: still clean at its base.
+    commit = make_repo(root)
     return {
         "path": str(root),
         "files": files,
@@ -376,6 +424,7 @@ def generate(
         "fail_rate": fail_rate,
         "seed": seed,
         "failing": failing,
+        "commit": commit,
         # Tests per folder (pkg_00, pkg_01, ...), for the instruction counts on part of it.
         "by_subdir": dict(collections.Counter(nodeid.split("/", 1)[0] for nodeid in nodeids)),
     }
@@ -402,6 +451,7 @@ def store_facts(store: Path) -> dict[str, Any]:
         return {"error": f"no readable {store / 'last' / 'summary.json'}"}
     sample = summary.get("sample") or {}
     return {
+        **version_facts(summary),
         "status": summary.get("status"),
         "counts": {k: v for k, v in (summary.get("counts") or {}).items() if v},
         "selected": sample.get("selected"),
@@ -412,6 +462,29 @@ def store_facts(store: Path) -> dict[str, Any]:
     }
 
 
+def version_facts(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a run's summary.json says of its code version and of any check at the base."""
+    git = summary.get("git") or {}
+    base = summary.get("base") or {}
+    return {
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "at_base": base.get("at_base"),
+        "git_note": summary.get("git_note"),
+        "base_check": summary.get("base_check"),
+    }
+
+
+def not_at_base(facts: dict[str, Any]) -> str | None:
+    """Why a run of a suite's own repository was not the clean run at its base it should be."""
+    if not facts.get("git_commit"):
+        return f"no code version ({facts.get('git_note') or facts.get('error')})"
+    if facts.get("git_dirty") or not facts.get("at_base"):
+        return f"not a clean run at its base (dirty {facts.get('git_dirty')})"
+    checked = (facts.get("base_check") or {}).get("checked")
+    return f"{checked} tests checked at the base" if checked else None
+
+
 def bench_variants(
     variants: Sequence[Variant],
     suite: Path,
@@ -420,6 +493,7 @@ def bench_variants(
     env: dict[str, str],
     repeat: int,
     timeout: float,
+    wait: Callable[[], None] = lambda: None,
 ) -> list[Result]:
     """Warm every variant up, then time them round-robin `repeat` times."""
     out = work / "out"
@@ -439,6 +513,7 @@ def bench_variants(
             first = Variant("", "llmharness", AGENT, "", variant.store).command(venvs, out)
             once(variant.name, first, "warm-up full run for")
         once(variant.name, result.command, "warm-up")
+    wait()
     for round_no in range(repeat):
         # Rotate the start so that no variant always runs right after the same other one.
         order = list(range(len(variants)))
@@ -589,7 +664,9 @@ def tree_bytes(path: Path) -> int:
 def run_sizes(run: Path) -> dict[str, int]:
     sizes = {"total": tree_bytes(run)}
     for entry in sorted(run.iterdir()):
-        sizes[entry.name] = tree_bytes(entry) if entry.is_dir() else entry.stat().st_size
+        # A symlink (the store's `last`) is sized as itself, as tree_bytes does.
+        folder = entry.is_dir() and not entry.is_symlink()
+        sizes[entry.name] = tree_bytes(entry) if folder else entry.lstat().st_size
     return sizes
 
 
@@ -604,6 +681,7 @@ def bench_record(
     env: dict[str, str],
     repeat: int,
     timeout: float,
+    wait: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Record two real runs of a large suite, then time the CLI verbs on that store."""
     pytest = str(venvs / "llmharness" / "bin" / "pytest")
@@ -614,10 +692,14 @@ def bench_record(
     store = root / ".llmharness"
     runs: list[dict[str, Any]] = []
     seen: set[str] = set()
+    wait()
     for number, seed in enumerate((FAIL_SEED, FAIL_SEED + 1), start=1):
         if number == 2:
-            # Different failing tests, so that the second run's regression diff has content.
-            generate(generator, root, files, tests, fail_rate, seed, fresh=False)
+            # Different failing tests, so that the second run's regression diff has content;
+            # committed, so that run 2 too is a clean run at its base (a newer commit).
+            suite["commit_2"] = generate(generator, root, files, tests, fail_rate, seed, False)[
+                "commit"
+            ]
         progress(f"recording run {number} of {suite['tests']:,} tests")
         sample = measure(command, root, env, logs / f"record-{number}.txt", timeout)
         check_exit(sample, command, logs / f"record-{number}.txt")
@@ -626,6 +708,10 @@ def bench_record(
             sys.exit(f"bench: recording run {number} left {len(new)} new runs in {store}")
         run_id = new.pop()
         seen.add(run_id)
+        version = version_facts(read_json(store / "runs" / run_id / "summary.json") or {})
+        why = not_at_base(version)
+        if why:
+            sys.exit(f"bench: recording run {number}: {why}")
         runs.append(
             {
                 "run_id": run_id,
@@ -639,6 +725,9 @@ def bench_record(
                 # The whole store after this run. What the second run added is what each run
                 # adds in the steady state: its folder as written, less what it compacted.
                 "store_bytes_after": tree_bytes(store),
+                # The same by the store's top-level entries, to say what the growth is made of.
+                "store_entries_after": run_sizes(store),
+                "version": version,
             }
         )
         progress(f"recording run {number}: {sample.wall_s:.1f}s")
@@ -871,6 +960,7 @@ def write_assert_suite(
             failing += fails
             chunks.append(f"def {name}():\n    assert {n} == {n}{' + 1' if fails else ''}\n")
         (root / rel).write_text("\n\n".join(chunks))
+    commit = make_repo(root)
     # The same facts as generate()'s.
     return {
         "path": str(root),
@@ -881,6 +971,7 @@ def write_assert_suite(
         "fail_rate": fail_rate,
         "seed": seed,
         "failing": failing,
+        "commit": commit,
     }
 
 
@@ -1001,6 +1092,7 @@ def prepare_where(
             folder = root / f"{name}-{state.folder}"
             shutil.rmtree(folder, ignore_errors=True)
             shutil.copytree(tree, folder)
+            make_repo(folder)
         facts[name] = {"version": project.version, "sdist": str(tree), "paths": paths, **built}
         describe = f"{project.name} {project.version}: " + (
             " ".join(paths) if paths else "its whole suite"
@@ -1048,6 +1140,7 @@ def bench_where(
     env: dict[str, str],
     repeat: int,
     timeout: float,
+    wait: Callable[[], None] = lambda: None,
 ) -> list[Cell]:
     """Warm every cell up, then time them round-robin, `repeat` rounds."""
     groups: list[list[Cell]] = []
@@ -1089,6 +1182,7 @@ def bench_where(
                 warm = where_command(cell.suite, cell.mode, venvs, fast_warmup=True)
                 once(cell, warm, "warm-up full run for")
             once(cell, cell.result.command, "warm-up")
+    wait()
     for round_no in range(repeat):
         # Rotate both the suites and the modes within one, so that no cell always runs right
         # after the same other one and slow drift in the machine's load spreads over all.
@@ -1154,6 +1248,155 @@ def where_data(cells: Sequence[Cell]) -> list[dict[str, Any]]:
 def median_of(values: Sequence[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return statistics.median(present) if present else None
+
+
+# -- the code version ------------------------------------------------------------------------
+# Inside a git work tree each run reads its code version in a thread (gitinfo.read_version: a
+# few git commands) and compares its failures with the outcomes at the base. A clean run at its
+# base has nothing to check there: what it still pays is the git calls and the bookkeeping of
+# the outcomes known at its commit. Measured on the `pass` suite, --fast 1%, in its own
+# repository against the same files without .git (where read_version returns at once).
+GOAL_GIT_FAST1 = 1.03
+GIT_READS = 20
+
+_READ_VERSION = """\
+import json, statistics, sys, time
+from pathlib import Path
+from llmharness.gitinfo import read_version
+walls = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    version, note = read_version(Path(sys.argv[1]))
+    walls.append((time.perf_counter() - start) * 1000)
+print(json.dumps({"ms": walls, "median_ms": statistics.median(walls), "note": note,
+                  "version": version.to_json() if version else None,
+                  "at_base": version.at_base if version else None}))
+"""
+
+
+def time_read_version(
+    python: Path, folder: Path, env: dict[str, str], calls: int, venv: Path
+) -> dict[str, Any]:
+    """read_version(folder) timed in-process, `calls` times, with the llmharness venv's python."""
+    command: list[str | Path] = [python, "-c", _READ_VERSION, folder, str(calls)]
+    data: dict[str, Any] = json.loads(run_quiet(command, env=env, cwd=venv))  # cwd: inspect_venv
+    return data
+
+
+def bench_git(
+    generator: ModuleType,
+    args: argparse.Namespace,
+    venvs: Path,
+    work: Path,
+    env: dict[str, str],
+    waits: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """read_version's time, and --fast 1% in the suite's repository against outside any."""
+    root = work / "suites" / "git"
+    shutil.rmtree(root, ignore_errors=True)
+    folders = {"git": root / "pass-git", "no git": root / "pass-nogit"}
+    progress(f"generating the code version suites: {args.files} x {args.tests} tests")
+    facts = generate(generator, folders["git"], args.files, args.tests, args.fail_rate, FAIL_SEED)
+    shutil.copytree(folders["git"], folders["no git"], ignore=shutil.ignore_patterns(".git"))
+    # The copy lies inside llmharness's own work tree: the ceiling keeps git from finding that.
+    # Both runs get it; in the suite's repository git finds its .git before reaching it.
+    run_env = {**ENV_STATES[0].apply(env), "GIT_CEILING_DIRECTORIES": str(root)}
+    llmh = venvs / "llmharness"
+    mode = MODES_BY_NAME["fast1"]
+    store = ["--llmharness-store", str(mode.store)]
+    pytest = str(llmh / "bin" / "pytest")
+    command = [pytest, *WHERE_ARGS, *mode.args, *store]
+    logs = work / "logs" / "git"
+
+    def once(name: str, cmd: list[str], label: str) -> Sample:
+        folder = folders[name]
+        log = logs / f"{folder.name}.txt"
+        sample = measure(cmd, folder, run_env, log, args.timeout)
+        check_exit(sample, cmd, log)
+        text = log.read_text(errors="replace")
+        summary = read_json(folder / str(mode.store) / "last" / "summary.json")
+        finished = float(summary.get("finished") or 0) if isinstance(summary, dict) else 0.0
+        fresh = isinstance(summary, dict) and finished >= sample.started_at
+        version = version_facts(summary) if isinstance(summary, dict) and fresh else {}
+        why = None
+        if "INTERNALERROR" in text or not fresh:
+            why = "INTERNALERROR" if "INTERNALERROR" in text else "no summary.json of its own"
+        elif name == "git":
+            why = not_at_base(version)
+        elif version.get("git_commit"):
+            why = f"a code version outside any repository: {version['git_commit']}"
+        if why:
+            sys.exit(f"bench: {why} from {' '.join(cmd)} (in {folder})\n{text[-2000:]}")
+        progress(f"{label} code version, {name}: {sample.wall_s:.2f}s")
+        return sample
+
+    warm = [pytest, *WHERE_ARGS, *AGENT_ONE, *store]
+    for name in folders:
+        once(name, warm, "warm-up full run for")  # --fast relies on what a full run left
+        once(name, command, "warm-up")
+    waits.append(wait_quiet(args, "code version"))
+    reads = {
+        name: time_read_version(venv_python(llmh), folder, run_env, GIT_READS, llmh)
+        for name, folder in folders.items()
+    }
+    if not reads["git"]["at_base"] or reads["no git"]["version"] is not None:
+        sys.exit(f"bench: read_version: expected a clean repository at its base and none: {reads}")
+    progress(
+        f"read_version: {reads['git']['median_ms']:.1f} ms in the repository, "
+        f"{reads['no git']['median_ms']:.1f} ms without .git (median of {GIT_READS})"
+    )
+    samples: dict[str, list[Sample]] = {name: [] for name in folders}
+    loads: list[float] = []
+    rounds = args.git_rounds
+    for number in range(rounds):
+        order = list(folders) if number % 2 == 0 else list(reversed(folders))
+        loads.append(os.getloadavg()[0])
+        for name in order:
+            samples[name].append(once(name, command, f"round {number + 1}/{rounds}"))
+    walls = {name: [sample.wall_s for sample in got] for name, got in samples.items()}
+    medians = {name: statistics.median(got) for name, got in walls.items()}
+    by_round = [mine / base for mine, base in zip(walls["git"], walls["no git"], strict=True)]
+    return {
+        "suite": facts,
+        "folders": {name: str(folder) for name, folder in folders.items()},
+        "command": command,
+        "PYTHONDONTWRITEBYTECODE": ENV_STATES[0].name,
+        "read_version": {**reads, "calls": GIT_READS},
+        "rounds": rounds,
+        "walls": walls,
+        "median_s": medians,
+        "x_no_git": medians["git"] / medians["no git"],
+        "by_round": by_round,
+        "by_round_median": statistics.median(by_round),
+        "rss_mb": {n: max(s.rss_bytes for s in got) / 2**20 for n, got in samples.items()},
+        "loads": loads,
+    }
+
+
+def wait_quiet(args: argparse.Namespace, part: str) -> dict[str, Any]:
+    """Wait (polling every 30 s, at most --wait-max minutes) until the 1-minute load average is
+    under --wait-load, before a part's timed runs; say how long it took and what the load was."""
+    start = time.monotonic()
+    load = os.getloadavg()[0]
+    gave_up = False
+    while args.wait_load and load >= args.wait_load:
+        if time.monotonic() - start >= args.wait_max * 60:
+            gave_up = True
+            progress(
+                f"{part}: load {load:.2f} still >= {args.wait_load} after "
+                f"{args.wait_max:g} min: measuring anyway"
+            )
+            break
+        progress(f"{part}: load {load:.2f} >= {args.wait_load}, waiting")
+        time.sleep(30)
+        load = os.getloadavg()[0]
+    return {
+        "part": part,
+        "limit": args.wait_load or None,
+        "waited_s": round(time.monotonic() - start, 1),
+        "load_at_start": round(load, 2),
+        "gave_up": gave_up,
+    }
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -1239,12 +1482,27 @@ def report(data: dict[str, Any], results: list[Result], cells: Sequence[Cell]) -
     lines = [
         f"llmharness benchmark, {meta['started']}, {meta['host']}: {meta['cpus']} CPUs, "
         f"load {meta['load_before']} before / {meta['load_after']} after",
-        f"python {meta['python']}, pytest {meta['pytest']}",
+        f"python {meta['python']}, pytest {meta['pytest']}; llmharness {meta['llmharness_source']}"
+        f" (work tree at {meta['llmharness_git']})",
+        "every suite is a git repository of its own, committed: each run is a clean run at its "
+        "base, as in a fresh clone",
     ]
+    for wait in meta["load_waits"]:
+        if wait["limit"] is None:
+            how = "(--wait-load not given)"
+        else:
+            how = f"after waiting {wait['waited_s']:.0f} s for < {wait['limit']:g}"
+            if wait["gave_up"]:
+                how += ": gave up waiting, measured anyway"
+        lines.append(
+            f"{wait['part']}: timed runs started at load {wait['load_at_start']:.2f} {how}"
+        )
     if results:
         lines += tools_report(data, results)
     if cells:
         lines += where_report(data, cells)
+    if data.get("git"):
+        lines += git_report(data["git"])
     if data.get("record"):
         lines += record_report(data["record"], data.get("store_per_run"))
     lines += ["", "goals:"]
@@ -1334,7 +1592,44 @@ def tools_report(data: dict[str, Any], results: list[Result]) -> list[str]:
             extra = f"  [store: {r.record.get('status')}, {counts}; {kept} runs kept]"
             for warning in r.record.get("store_warnings", [])[:3]:
                 extra += f"\n    store warning: {warning}"
+            why = not_at_base(r.record)
+            if why:
+                extra += f"\n    {why}"
         lines.append(f"  {r.name}: {r.samples[-1].last_line}{extra}")
+    return lines
+
+
+def git_report(git: dict[str, Any]) -> list[str]:
+    reads, walls = git["read_version"], git["walls"]
+    suite = git["suite"]
+    rounds = git["by_round"]
+    lines = [
+        "",
+        f"code version: the pass suite ({suite['tests']:,} tests, {suite['failing']} failing) "
+        "in a git repository of its own, clean at its base, against the same files without "
+        f".git; PYTHONDONTWRITEBYTECODE={git['PYTHONDONTWRITEBYTECODE']}",
+        f"  llmharness.gitinfo.read_version, median of {reads['calls']} calls in-process: "
+        f"{reads['git']['median_ms']:.1f} ms in the repository "
+        f"({min(reads['git']['ms']):.1f}-{max(reads['git']['ms']):.1f}), "
+        f"{reads['no git']['median_ms']:.1f} ms without .git ({reads['no git']['note']})",
+    ]
+    rows = [["--fast --fast-fraction 1% --agent-id 1", "median s", "min s", "RSS MB"]]
+    for name in ("git", "no git"):
+        rows.append(
+            [
+                "in the repository" if name == "git" else "without .git",
+                fmt(git["median_s"][name]),
+                fmt(min(walls[name])),
+                fmt(git["rss_mb"][name], ".1f"),
+            ]
+        )
+    lines.append(table(rows, {1, 2, 3}))
+    lines.append(
+        f"  {git['rounds']} interleaved rounds (each started by the other in turn), load "
+        f"{statistics.median(git['loads']):.1f}: repository / without .git "
+        f"{git['by_round_median']:.3f} by round ({min(rounds):.2f}-{max(rounds):.2f}), "
+        f"{git['x_no_git']:.3f} of the medians"
+    )
     return lines
 
 
@@ -1364,6 +1659,11 @@ def record_report(record: dict[str, Any], store: dict[str, Any] | None) -> list[
             f"{store['bytes_per_test']:.0f} bytes a test; at {GOAL_STORE_TESTS:,} tests "
             f"{store['at_goal_tests_mb']:.2f} MB"
         )
+        parts = ", ".join(
+            f"{name} {size / 1024:+,.0f} KB" for name, size in store["added_by_entry"].items()
+        )
+        if parts:
+            lines.append(f"    of which: {parts}")
     rows = [["llmharness (cwd = suite)", "median s", "RSS MB", "stdout B"]]
     for entry in record["cli"]:
         verb = entry["verb"]
@@ -1479,6 +1779,18 @@ def where_report(data: dict[str, Any], cells: Sequence[Cell]) -> list[str]:
         lines += ["stores with errors or warnings:", *broken]
     else:
         lines.append(f"every llmharness run ({recorded} variants) recorded, no store warnings")
+    off_base = [
+        f"  {cell.key}: {why}"
+        for cell in cells
+        if cell.mode.store and (why := not_at_base(cell.store))
+    ]
+    if off_base:
+        lines += ["last runs that were not a clean run at their base:", *off_base]
+    else:
+        lines.append(
+            f"each variant's last run ({recorded}) was a clean run at its base, nothing checked "
+            "there"
+        )
     return lines
 
 
@@ -1493,7 +1805,13 @@ def store_per_run(record: dict[str, Any] | None, cells: Sequence[Cell]) -> dict[
         tests = record["suite"]["tests"]
         after = [run["store_bytes_after"] for run in record["runs"]]
         added = after[-1] - after[-2]
-        source = f"record, what run 2 added to the store, {tests:,} tests"
+        source = f"growth per run: what record run 2 added to the whole store, {tests:,} tests"
+        entries = [run["store_entries_after"] for run in record["runs"]]
+        by_entry = {
+            name: entries[-1].get(name, 0) - entries[-2].get(name, 0)
+            for name in sorted(set(entries[-1]) | set(entries[-2]))
+            if name != "total" and entries[-1].get(name, 0) != entries[-2].get(name, 0)
+        }
     else:
         recorded = [
             cell
@@ -1506,7 +1824,11 @@ def store_per_run(record: dict[str, Any] | None, cells: Sequence[Cell]) -> dict[
         largest = max(recorded, key=lambda cell: cell.store.get("total") or 0)
         tests = int(largest.store.get("total") or tests_run(largest) or 0)
         added = int(largest.store["run_bytes"])
-        source = f"{largest.key}'s last run folder, {tests:,} tests"
+        source = (
+            f"not the growth: {largest.key}'s last run folder as written, uncompressed, "
+            f"{tests:,} tests"
+        )
+        by_entry = {}
     if not tests:
         return None
     per_test = added / tests
@@ -1514,9 +1836,28 @@ def store_per_run(record: dict[str, Any] | None, cells: Sequence[Cell]) -> dict[
         "source": source,
         "tests": tests,
         "bytes_per_run": added,
+        "added_by_entry": by_entry,
         "bytes_per_test": per_test,
         "at_goal_tests_mb": per_test * GOAL_STORE_TESTS / 2**20,
     }
+
+
+def git_goals(git: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if git is None:
+        return []
+    value = git["by_round_median"]
+    return [
+        {
+            "goal": f"--fast 1% in a git repository, clean at its base, <= {GOAL_GIT_FAST1}x the "
+            f"same outside git (median of {git['rounds']} rounds' ratios), "
+            "PYTHONDONTWRITEBYTECODE=1",
+            "value": value,
+            "target": GOAL_GIT_FAST1,
+            "met": value <= GOAL_GIT_FAST1,
+            "detail": f"of the medians {git['x_no_git']:.3f}; read_version "
+            f"{git['read_version']['git']['median_ms']:.1f} ms",
+        }
+    ]
 
 
 def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -1594,7 +1935,7 @@ def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dic
     if store is not None:
         check(
             f"store <= {GOAL_STORE_MB} MB per full run of a {GOAL_STORE_TESTS:,}-test suite "
-            f"(extrapolated from {store['source']})",
+            f"({store['source']}, times {GOAL_STORE_TESTS:,} / tests)",
             {"MB": store["at_goal_tests_mb"]},
             GOAL_STORE_MB,
         )
@@ -1648,9 +1989,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"{', '.join(WHERE_SUITES)}, or none (default: all)",
     )
     parser.add_argument(
+        "--no-where", action="store_true", help="skip where agents run (as --suites none)"
+    )
+    parser.add_argument(
         "--env-states",
         default=",".join(state.name for state in ENV_STATES),
         help="PYTHONDONTWRITEBYTECODE states for those suites: 1, unset or 1,unset (both)",
+    )
+    parser.add_argument(
+        "--no-git",
+        action="store_true",
+        help="skip the code version part (read_version, --fast 1%% in git against outside)",
+    )
+    parser.add_argument(
+        "--git-rounds",
+        type=int,
+        help="interleaved rounds of the code version part's two --fast runs (20; --quick 3)",
+    )
+    parser.add_argument(
+        "--wait-load",
+        type=float,
+        default=0.0,
+        help="before each part's timed runs, wait until the 1-minute load average is below "
+        "this (polled every 30 s; default 0: do not wait)",
+    )
+    parser.add_argument(
+        "--wait-max",
+        type=float,
+        default=40.0,
+        help="minutes to wait for --wait-load before measuring anyway (40)",
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild every venv")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the venvs")
@@ -1665,6 +2032,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.fail_rate = 0.005 if args.quick else 0.001
     if args.pairs is None:
         args.pairs = 2 if args.quick else 10
+    if args.git_rounds is None:
+        args.git_rounds = 3 if args.quick else 20
+    if args.git_rounds < 1:
+        parser.error("--git-rounds must be at least 1")
     args.files = args.files or default_files
     args.tests = args.tests or default_tests
     args.record_files = args.record_files or record_files
@@ -1677,7 +2048,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown variant(s): {', '.join(sorted(unknown))}")
     args.chosen = [v for v in VARIANTS if v.name in chosen]
-    suites = [] if args.suites == "none" else [n for n in args.suites.split(",") if n]
+    none = args.no_where or args.suites == "none"
+    suites = [] if none else [n for n in args.suites.split(",") if n]
     unknown = set(suites) - set(WHERE_SUITES)
     if unknown:
         parser.error(f"--suites: unknown suite(s): {', '.join(sorted(unknown))}")
@@ -1691,10 +2063,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def llmharness_git() -> str:
+    """The commit of llmharness's own work tree and how many paths differ from it (read only)."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    if head.returncode != 0:
+        return "no git work tree"
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    changed = len(status.stdout.splitlines())
+    return f"{head.stdout.strip()}" + (f", {changed} paths changed" if changed else ", clean")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if sys.version_info < (3, 10) or not hasattr(os, "wait4"):
         sys.exit("bench: needs Python 3.10+ on Linux or macOS (os.wait4)")
+    if shutil.which("git") is None:
+        sys.exit("bench: needs git: every suite is made a git repository of its own")
     work: Path = args.work.resolve()
     venvs = work / "venvs"
     venvs.mkdir(parents=True, exist_ok=True)
@@ -1703,6 +2092,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scrubbed = sorted(set(os.environ) - set(env))
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    waits: list[dict[str, Any]] = []
+
+    def waiter(part: str) -> Callable[[], None]:
+        return lambda: waits.append(wait_quiet(args, part))
 
     source = copy_source(work, source_fingerprint())
     python = str(Path(args.python).resolve()) if os.sep in args.python else args.python
@@ -1732,7 +2125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"generating the suite: {args.files} x {args.tests} tests")
         suite = generate(generator, suite_dir, args.files, args.tests, args.fail_rate, FAIL_SEED)
         results = bench_variants(
-            args.chosen, suite_dir, venvs, work, env, args.repeat, args.timeout
+            args.chosen, suite_dir, venvs, work, env, args.repeat, args.timeout, waiter("tools")
         )
         paired = bench_pairs(results, suite_dir, work, env, args.pairs, args.timeout)
         if args.instructions:
@@ -1747,7 +2140,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         where_suites, where_facts = prepare_where(
             args.suites, args.states, args, generator, source, python, pytest_v, venvs, work, env
         )
-        cells = bench_where(where_suites, args.states, venvs, work, env, args.repeat, args.timeout)
+        cells = bench_where(
+            where_suites,
+            args.states,
+            venvs,
+            work,
+            env,
+            args.repeat,
+            args.timeout,
+            waiter("where agents run"),
+        )
         flag = "import sys; print(sys.flags.dont_write_bytecode)"
         where = {
             "repeat": args.repeat,
@@ -1760,6 +2162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "facts": where_facts,
             "cells": where_data(cells),
         }
+    git = None if args.no_git else bench_git(generator, args, venvs, work, env, waits)
     record = None
     if not args.no_record:
         record = bench_record(
@@ -1773,6 +2176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env,
             args.repeat,
             args.timeout,
+            waiter("the record"),
         )
 
     results_file = work / "results.json"
@@ -1790,6 +2194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dont_write_bytecode": llmh_info["dont_write_bytecode"],
             "env_removed": scrubbed,
             "llmharness_source": source.name,
+            "llmharness_git": llmharness_git(),
+            "load_waits": waits,
         },
         "config": {
             "repeat": args.repeat,
@@ -1809,6 +2215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "end_gap_s": GOAL_END_GAP_S,
                 "store_mb_per_run": GOAL_STORE_MB,
                 "store_goal_tests": GOAL_STORE_TESTS,
+                "git_fast1_x_no_git": GOAL_GIT_FAST1,
             },
         },
         "venvs": infos,
@@ -1817,12 +2224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paired": paired,
         "instructions": counted,
         "where": where,
+        "git": git,
         "record": record,
         "store_per_run": store_per_run(record, cells),
         "results_file": str(results_file),
     }
     data["goals"] = goals(results, record, paired, counted)
     data["goals"] += where_goals(cells, data["store_per_run"])
+    data["goals"] += git_goals(git)
     results_file.write_text(json.dumps(data, indent=2) + "\n")
     print(report(data, results, cells))
     return 0
