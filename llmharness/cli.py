@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from llmharness import reporting
+from llmharness import integrity, reporting
 from llmharness.reader import NoRecordError, Records, Regressions, RunSummary
 
 __all__ = ["main"]
@@ -24,7 +24,10 @@ EXIT_USAGE = 2
 _EPILOG = """\
 exit codes: 0 ok; 1 `regressions --check` found a test failing that passed at the base, a new
             test failing or a failure whose outcome at the base is unknown (without git or a
-            base: a test failing whose last known outcome was a pass);
+            base: a test failing whose last known outcome was a pass); or the run was
+            tampered with (its reports or exit status rewritten), a protected path changed,
+            or a test was fixed by changing it or a failing test removed or skipped (unless
+            allow_test_changes);
             2 usage error, nothing recorded yet (no store, run or baseline), or `sync` failed
             (not a git repository, no usable remote, the push refused)
 The store is found like git finds a repository: .llmharness/ in the current folder or above
@@ -202,6 +205,8 @@ def _print_regressions(diff: Regressions) -> None:
     hidden = sum(len(items) for _, items in listed) - shown
     if hidden > 0:
         print(f"... {hidden} more: llmharness regressions --json")
+    for line in integrity.lines(diff.data):
+        print(line)
     for note in diff.notes[:3]:
         print(f"note: {note}")
 

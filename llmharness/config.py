@@ -61,6 +61,8 @@ class Settings:
     verdict_budget: float = 10.0  # seconds to re-run new failures for their verdict; 0: never
     flaky_blocks: bool = False  # `regressions --check` fails on flaky new failures too
     known_failures: tuple[KnownFailure, ...] = ()
+    protected: tuple[str, ...] = ()  # paths (rootdir-relative) a change must not touch
+    allow_test_changes: bool = False  # tests fixed by changing them, removed or skipped pass
     config_file: str | None = None
 
     @property
@@ -162,6 +164,22 @@ def _known_failures(value: Any) -> tuple[KnownFailure, ...]:
     return tuple(entries)
 
 
+def _protected(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment's form: comma-separated
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of paths relative to the rootdir, got {value!r}")
+    paths = []
+    for entry in value:
+        if not isinstance(entry, str) or not entry.strip():
+            raise ValueError(f"expected a path relative to the rootdir, got {entry!r}")
+        path = entry.strip().replace("\\", "/")
+        if path.startswith("/") or ".." in path.split("/"):
+            raise ValueError(f"{entry!r} is not inside the rootdir: give a relative path")
+        paths.append(path)
+    return tuple(paths)
+
+
 def _optional_seconds(value: Any) -> float | None:
     return None if value is None else positive_seconds(value)
 
@@ -225,6 +243,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "verdict_budget": _seconds_or_zero,
     "flaky_blocks": _parse_bool,
     "known_failures": _known_failures,
+    "protected": _protected,
+    "allow_test_changes": _parse_bool,
 }
 KEYS = tuple(_PARSERS)
 _VERBATIM = frozenset({"seed", "agent_id"})

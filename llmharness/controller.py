@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llmharness import bytecode, collection, environ, gitinfo, reporting, sampling
+from llmharness import bytecode, collection, environ, gitinfo, reporting, sampling, tripwire
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import Settings
 from llmharness.crashes import CrashRecord, Signals
@@ -319,6 +319,8 @@ class Harness:
             verdict_budget=self.settings.verdict_budget,
             known_failures=self.settings.known_failures,
             flaky_blocks=self.settings.flaky_blocks,
+            protected=self.settings.protected,
+            allow_test_changes=self.settings.allow_test_changes,
         )
 
     def _code_under_test(self, version: gitinfo.CodeVersion | None) -> list[str]:
@@ -428,15 +430,38 @@ class Harness:
             notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
         return notes
 
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int
+    ) -> Generator[None, None, None]:
         if self.crash is not None:
             self.config.pluginmanager.unregister(self.crash)
             self.crash.mark("finishing the session")
         if self.collection is not None:
             self.collection.write()
-        if not self.record:
-            return
-        code = int(exitstatus)
+        try:
+            return (yield)
+        finally:
+            # After the other plugins' and the conftests' sessionfinish: the exit status is
+            # the one pytest will exit with (a hook may have set it over failures).
+            if self.record:
+                self._finish_session(session, int(session.exitstatus))
+
+    def _tampered(self, session: pytest.Session, code: int) -> str | None:
+        """Why the run's reports or exit status cannot be trusted, if they cannot."""
+        reason, note = tripwire.probe(session)
+        if note is not None:
+            self.recorder.warn(note)
+        failing = self.recorder.failing
+        return (
+            reason
+            or tripwire.count_mismatch(
+                self.config, session.testsfailed, failing, len(self.recorder.collection_errors)
+            )
+            or tripwire.exit_mismatch(code, failing)
+        )
+
+    def _finish_session(self, session: pytest.Session, code: int) -> None:
         status = self._status(code)
         complete = status == "complete" and code != _EXIT_NO_TESTS
         # Read before finish(): a warning about it must reach log.txt and summary.json.
@@ -445,7 +470,11 @@ class Harness:
         if baseline is not None:
             protect.add(str(baseline["run_id"]))
         try:
-            self.summary = self.recorder.finish(self._facts(code, status, self._notes(code)))
+            facts = self._facts(code, status, self._notes(code))
+            tamper_reason = self._tampered(session, code)
+            self.summary = self.recorder.finish(
+                dataclasses.replace(facts, tamper_reason=tamper_reason)
+            )
             if complete:
                 self._prune(protect)
         except Exception as exc:  # the record must never change the tests' outcome

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmharness import diff as _diff
+from llmharness import integrity
 from llmharness.reporting import FAILING, OUTCOMES
 from llmharness.store import (
     SCHEMA,
@@ -100,7 +101,9 @@ class Regressions:
         """What `--check` gates on: against the base, a test that passed there fails now, a new
         test fails, or a failure's outcome at the base is unknown; without a base, a test
         whose last known outcome was a pass fails now. A new failure found flaky (unless
-        `flaky_blocks`) or known does not count."""
+        `flaky_blocks`) or known does not count. Always: the run is tampered, a protected path
+        changed, or (unless `allow_test_changes`) a test was fixed by changing it or a failing
+        test was removed or skipped (`integrity.blocking`)."""
         blocking = set(BLOCKING)
         if self.data.get("flaky_blocks"):
             blocking.add("flaky")
@@ -108,6 +111,8 @@ class Regressions:
         def blocks(change: Change) -> bool:
             return change.verdict is None or change.verdict in blocking
 
+        if integrity.blocking(self.data):
+            return True
         if self.base is None:
             return any(map(blocks, self.new_failures))
         new = (*self.new_failures, *self.new_tests_failing)
@@ -362,6 +367,7 @@ class Records:
             return recorded
         results = [_result(item) for item in self.results(run_id)]
         data = _diff.against_base(results, at_base, run_id=run_id, base=base)
+        data["newly_skipped"] = integrity.newly_skipped(data["newly_skipped"], results, at_base)
         return {**recorded, **data}
 
     # -- baseline ----------------------------------------------------------------------

@@ -50,6 +50,7 @@ from llmharness.store import (
     unfinished_before,
     unfinished_note,
 )
+from llmharness.tripwire import NODEID
 
 __all__ = ["RunFacts", "RunRecorder"]
 
@@ -142,6 +143,9 @@ class RunFacts:
     verdict_budget: float = 0.0  # seconds to re-run new failures for their verdict
     known_failures: tuple[KnownFailure, ...] = ()
     flaky_blocks: bool = False
+    tamper_reason: str | None = None  # why the run's reports cannot be trusted, if they cannot
+    protected: tuple[str, ...] = ()
+    allow_test_changes: bool = False
 
 
 class RunRecorder:
@@ -413,6 +417,10 @@ class RunRecorder:
         for other, other_status in unfinished_before(self.store, self.run_id):
             note = unfinished_note(self.store, other, other_status)
             notes.append(f"previous {note} (llmharness summary {other})")
+        if facts.tamper_reason is not None:
+            notes.insert(0, f"TAMPERED: {facts.tamper_reason}")
+            reason = f"tampered: {facts.tamper_reason}"
+            self.log.line(reporting.error_line(NODEID, reason, max(self.max_reason, len(reason))))
         summary: dict[str, Any] = {
             "schema": SCHEMA,
             "run_id": self.run_id,
@@ -439,6 +447,8 @@ class RunRecorder:
                 "seconds": round(at_base.seconds, 3),
             },
             "code_under_test": facts.code_under_test,
+            "tampered": facts.tamper_reason is not None,
+            "tamper_reason": facts.tamper_reason,
             "verdicts": {"processes": 0, "seconds": 0.0},
             "store_warnings": self.warnings,
             "log": f"runs/{self.run_id}/log.txt",
@@ -453,11 +463,12 @@ class RunRecorder:
                     known = iter(self.store.load_index().items())
                     regressions = self._merge_index(known, failed_files, facts, finished)
                 summary["regressions"] = regressions
-                if version is not None:
+                if version is not None and facts.tamper_reason is None:  # a lie is not knowledge
                     try:
                         basediff.record_clean_run(self.store, version, self.results)
                     except OSError as exc:
                         self.warn(f"cannot keep this clean run's outcomes at its commit: {exc}")
+                if version is not None:
                     against_base = basediff.compare(self.store, version, self.results, self.run_id)
                     if against_base is not None:
                         against_base["not_reached"] = regressions["not_reached"]
@@ -468,14 +479,45 @@ class RunRecorder:
         except StoreError as exc:
             self.warn(str(exc))
             self._write_summary(summary)
-        if isinstance(summary.get("regressions"), dict) and facts.status != "interrupted":
-            self._judge(summary, facts)
+        if isinstance(summary.get("regressions"), dict):
+            self._integrity(summary, facts)  # an interrupted run's too: it may be tampered
+            if facts.status != "interrupted":
+                self._judge(summary, facts)
         self.log.event("END", status=facts.status, exitstatus=facts.exitstatus, **summary["counts"])
         self.diagnostics.event(
             "finish", status=facts.status, exitstatus=facts.exitstatus, **summary["counts"]
         )
         self.close()
         return summary
+
+    def _integrity(self, summary: dict[str, Any], facts: RunFacts) -> None:
+        """Tests fixed by changing them, failing tests removed or skipped, hooks and protected
+        paths changed since the base, and the tripwire, into the diff; summary.json rewritten."""
+        from llmharness import integrity
+        from llmharness.knowledge import Knowledge
+
+        diff = summary["regressions"]
+        failed_files = {error["nodeid"].split("::")[0] for error in self.collection_errors}
+        try:
+            found = integrity.check(
+                facts.version,
+                self.rootdir,
+                self.results,
+                Knowledge(self.store).at,
+                diff,
+                facts.collected,
+                facts.collected_files,
+                facts.protected,
+                failed_files=failed_files,
+                tamper_reason=facts.tamper_reason,
+                allow_test_changes=facts.allow_test_changes,
+            )
+        except Exception as exc:  # a check of the record must never cost the record
+            self.warn(f"cannot check what the change did to the tests: {exc!r}")
+            tampered = facts.tamper_reason is not None
+            found = {"tampered": tampered, "tamper_reason": facts.tamper_reason}
+        diff.update(found)
+        self._write_summary(summary)
 
     def _judge(self, summary: dict[str, Any], facts: RunFacts) -> None:
         """Verdicts on the new failures, accepted failures apart; summary.json rewritten."""

@@ -349,10 +349,16 @@ def _base_line(diff: Mapping[str, Any], base: Mapping[str, Any]) -> str:
         ("fixed", "fixed", "fixed"),
         ("still_failing", "failing at the base too", "failing at the base too"),
     ):
-        number = len(diff.get(key, ()))
+        items = diff.get(key, ())
+        if key == "newly_skipped":  # the failing ones are counted with the integrity parts
+            items = [item for item in items if item.get("before") not in FAILING]
+        number = len(items)
         if number:
-            verdicts = _judged(diff.get(key, ())) if key == "new_tests_failing" else ""
+            verdicts = _judged(items) if key == "new_tests_failing" else ""
+            if key == "fixed" and diff.get("fixed_by_test_change"):
+                verdicts = f"{len(diff['fixed_by_test_change'])} by changing the test"
             parts.append(counted(number, one, many) + (f" ({verdicts})" if verdicts else ""))
+    parts += _integrity_parts(diff)
     how: dict[str, int] = {}
     for key in ("new_failures", "new_tests_failing", "still_failing", "fixed"):
         for item in diff.get(key, ()):
@@ -362,6 +368,24 @@ def _base_line(diff: Mapping[str, Any], base: Mapping[str, Any]) -> str:
     text = ", ".join(parts) if parts else "none"
     ref = f" ({base.get('ref')})" if base.get("ref") else ""
     return f"regressions vs base {commit}{ref}: {text}" + (f" [{known}]" if known else "")
+
+
+def _integrity_parts(diff: Mapping[str, Any]) -> list[str]:
+    """What the change did to the tests themselves, for the regressions line (the tests fixed
+    by changing them are told with the fixed ones)."""
+    removed = [i for i in diff.get("removed", ()) if i.get("before") in FAILING]
+    skipped = [i for i in diff.get("newly_skipped", ()) if i.get("before") in FAILING]
+    parts = []
+    for items, one, many in (
+        (removed, "failing test removed", "failing tests removed"),
+        (skipped, "failing test now skipped", "failing tests now skipped"),
+        (diff.get("protected_changed", ()), "protected path changed", "protected paths changed"),
+    ):
+        if items:
+            parts.append(counted(len(items), one, many))
+    if diff.get("tampered"):
+        parts.insert(0, "TAMPERED")
+    return parts
 
 
 def compact_lines(
