@@ -2092,6 +2092,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     scrubbed = sorted(set(os.environ) - set(env))
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    # Read at the start, with the sources the venv is built from: the tree may move on meanwhile.
+    llmharness_at = llmharness_git()
     waits: list[dict[str, Any]] = []
 
     def waiter(part: str) -> Callable[[], None]:
@@ -2194,7 +2196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dont_write_bytecode": llmh_info["dont_write_bytecode"],
             "env_removed": scrubbed,
             "llmharness_source": source.name,
-            "llmharness_git": llmharness_git(),
+            "llmharness_git": llmharness_at,
             "load_waits": waits,
         },
         "config": {
