@@ -570,7 +570,7 @@ class RunRecorder:
         if version is None:
             return lambda nodeid: False
         known = Knowledge(self.store)
-        commits = [c for c in (None if version.dirty else version.commit, version.base) if c]
+        commits = {c for c in (None if version.dirty else version.commit, version.base) if c}
         flips = {
             nodeid for commit in commits for nodeid, at in known.at(commit).items() if at.flaky
         }

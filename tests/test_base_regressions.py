@@ -4,7 +4,6 @@ repository, real git, real pytest processes and the installed CLI."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,27 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gitenv import agent_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "suites" / "demo"
 #: One line of the demo's evaluator, and a break of it that fails a few passing tests.
 GOOD_LINE = '        "abs": Function(abs, 1, 1),'
 BAD_LINE = '        "abs": Function(lambda x: x, 1, 1),'
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMHARNESS_", "GIT_"))}
-    env.update(
-        HOME=str(home),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="agent",
-        GIT_AUTHOR_EMAIL="agent@example.com",
-        GIT_COMMITTER_NAME="agent",
-        GIT_COMMITTER_EMAIL="agent@example.com",
-        PYTEST_ADDOPTS="-p no:randomly -p no:cacheprovider",
-    )
-    env.update(extra)
-    return env
 
 
 class Team:
@@ -56,7 +41,7 @@ class Team:
 
     def git(self, cwd: Path, *args: str) -> str:
         done = subprocess.run(
-            ["git", *args], cwd=cwd, env=_env(self.home), capture_output=True, text=True
+            ["git", *args], cwd=cwd, env=agent_env(self.home), capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
@@ -71,7 +56,7 @@ class Team:
         return subprocess.run(
             [str(Path(sys.executable).parent / "pytest"), *args],
             cwd=clone,
-            env=_env(self.home, **env),
+            env=agent_env(self.home, **env),
             capture_output=True,
             text=True,
             timeout=300,
@@ -81,7 +66,7 @@ class Team:
         return subprocess.run(
             [sys.executable, "-m", "llmharness", *args],
             cwd=clone,
-            env=_env(self.home, **env),
+            env=agent_env(self.home, **env),
             capture_output=True,
             text=True,
             timeout=120,

@@ -4,7 +4,6 @@ its outcomes recorded at the base, a change, real pytest processes and the insta
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gitenv import agent_env
 
 from llmharness import integrity
 
@@ -39,21 +39,6 @@ def pytest_runtest_makereport(item, call):
 """
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMHARNESS_", "GIT_"))}
-    env.update(
-        HOME=str(home),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="agent",
-        GIT_AUTHOR_EMAIL="agent@example.com",
-        GIT_COMMITTER_NAME="agent",
-        GIT_COMMITTER_EMAIL="agent@example.com",
-        PYTEST_ADDOPTS="-p no:randomly -p no:cacheprovider",
-    )
-    env.update(extra)
-    return env
-
-
 class Clone:
     """The demo in a repository of its own on `main` (at its top, or in a folder `sub` of it)."""
 
@@ -73,7 +58,7 @@ class Clone:
 
     def git(self, *args: str) -> str:
         done = subprocess.run(
-            ["git", *args], cwd=self.top, env=_env(self.home), capture_output=True, text=True
+            ["git", *args], cwd=self.top, env=agent_env(self.home), capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
@@ -83,7 +68,7 @@ class Clone:
         return subprocess.run(
             [str(Path(sys.executable).parent / "pytest"), *agent, *args],
             cwd=self.path,
-            env=_env(self.home, **env),
+            env=agent_env(self.home, **env),
             capture_output=True,
             text=True,
             timeout=300,
@@ -93,7 +78,7 @@ class Clone:
         return subprocess.run(
             [sys.executable, "-m", "llmharness", *args],
             cwd=self.path,
-            env=_env(self.home),
+            env=agent_env(self.home),
             capture_output=True,
             text=True,
             timeout=120,

@@ -4,13 +4,13 @@ under xdist) and the installed CLI: a regression, a flaky test and an order-depe
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gitenv import agent_env
 
 LIBRARY = "def double(x):\n    return 2 * x\n"
 BROKEN = "def double(x):\n    return 2 * x + 1\n"
@@ -63,17 +63,7 @@ class Project:
         path.write_text(text)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMHARNESS_", "GIT_"))}
-        env.update(
-            HOME=str(self.home),
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_AUTHOR_NAME="a",
-            GIT_AUTHOR_EMAIL="a@example.com",
-            GIT_COMMITTER_NAME="a",
-            GIT_COMMITTER_EMAIL="a@example.com",
-            PYTEST_ADDOPTS="-p no:randomly -p no:cacheprovider",
-        )
-        return env
+        return agent_env(self.home)
 
     def git(self, *args: str) -> None:
         subprocess.run(["git", *args], cwd=self.root, env=self.env(), check=True)
