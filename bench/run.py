@@ -388,6 +388,17 @@ def progress(message: str) -> None:
     sys.stderr.flush()
 
 
+def load_agents() -> ModuleType:
+    """llmharness's agent detector (standard library only), for the variables it reads."""
+    path = REPO / "llmharness" / "agents.py"
+    spec = importlib.util.spec_from_file_location("llmharness_agents", path)
+    if spec is None or spec.loader is None:
+        sys.exit(f"bench: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_generator() -> ModuleType:
     path = REPO / "suites" / "generate.py"
     spec = importlib.util.spec_from_file_location("llmharness_suite_generate", path)
@@ -1373,6 +1384,81 @@ def bench_git(
     }
 
 
+HINT_SUITES = ("pass", "assert")
+
+
+def bench_hints(
+    generator: ModuleType,
+    args: argparse.Namespace,
+    venvs: Path,
+    work: Path,
+    env: dict[str, str],
+    waits: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The time hints against the clock: what each run's summary said a full and a --fast run
+    would take next (`next` in summary.json), and what the next one then took (its wall time,
+    start to exit), on the synthetic suites with PYTHONDONTWRITEBYTECODE=1."""
+    run_env = ENV_STATES[0].apply(env)
+    pytest = str(venvs / "llmharness" / "bin" / "pytest")
+    store = ("--llmharness-store", ".llmharness-hints")
+    commands = {
+        "full": [pytest, *WHERE_ARGS, *AGENT_ONE, *store],
+        "fast": [pytest, *WHERE_ARGS, "--fast", *AGENT_ONE, *store],
+    }
+    logs = work / "logs" / "hints"
+    suites: dict[str, Any] = {}
+    for name in HINT_SUITES:
+        folder = work / "suites" / "hints" / name
+        write = generate if name == "pass" else write_assert_suite
+        facts = write(generator, folder, args.files, args.tests, args.fail_rate, FAIL_SEED)
+
+        def once(kind: str, label: str, folder: Path = folder, name: str = name) -> Sample:
+            log = logs / f"{name}-{kind}.txt"
+            sample = measure(commands[kind], folder, run_env, log, args.timeout)
+            check_exit(sample, commands[kind], log)
+            progress(f"{label} hints {name} {kind}: {sample.wall_s:.2f}s")
+            return sample
+
+        def predicted(folder: Path = folder) -> dict[str, Any]:
+            summary = read_json(folder / store[1] / "last" / "summary.json")
+            hint = summary.get("next") if isinstance(summary, dict) else None
+            if not isinstance(hint, dict):
+                sys.exit(f"bench: no time hint in the summary of the last run in {folder}")
+            return hint
+
+        once("full", "warm-up")  # records the durations and the bytecode cache
+        once("fast", "warm-up")  # and the collection cache --fast reads
+        waits.append(wait_quiet(args, f"time hints, {name}"))
+        pairs: dict[str, list[tuple[float, float]]] = {"full": [], "fast": []}
+        for number in range(args.repeat):
+            for kind in ("full", "fast"):
+                hint = predicted()
+                sample = once(kind, f"round {number + 1}/{args.repeat}")
+                pairs[kind].append((float(hint[f"{kind}_s"]), sample.wall_s))
+        suites[name] = {
+            "suite": facts,
+            "pairs": pairs,
+            "x_predicted": {
+                kind: statistics.median(actual / guess for guess, actual in got if guess > 0)
+                for kind, got in pairs.items()
+            },
+        }
+    return {"commands": commands, "suites": suites, "repeat": args.repeat}
+
+
+def hints_report(hints: dict[str, Any]) -> list[str]:
+    lines = ["", "time hints: the wall time of a run / what the run before it predicted"]
+    for name, data in hints["suites"].items():
+        facts, pairs = data["suite"], data["pairs"]
+        parts = []
+        for kind, x in data["x_predicted"].items():
+            guess = statistics.median(g for g, _ in pairs[kind])
+            actual = statistics.median(a for _, a in pairs[kind])
+            parts.append(f"{kind} {x:.2f}x (predicted {guess:.2f} s, took {actual:.2f} s)")
+        lines.append(f"  {name}, {facts['tests']:,} tests: " + "; ".join(parts))
+    return lines
+
+
 def wait_quiet(args: argparse.Namespace, part: str) -> dict[str, Any]:
     """Wait (polling every 30 s, at most --wait-max minutes) until the 1-minute load average is
     under --wait-load, before a part's timed runs; say how long it took and what the load was."""
@@ -1505,6 +1591,8 @@ def report(data: dict[str, Any], results: list[Result], cells: Sequence[Cell]) -
         lines += git_report(data["git"])
     if data.get("record"):
         lines += record_report(data["record"], data.get("store_per_run"))
+    if data.get("hints"):
+        lines += hints_report(data["hints"])
     lines += ["", "goals:"]
     for goal in data["goals"]:
         mark = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
@@ -2019,6 +2107,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=40.0,
         help="minutes to wait for --wait-load before measuring anyway (40)",
     )
+    parser.add_argument(
+        "--no-hints", action="store_true", help="skip the time hints against the clock"
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild every venv")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the venvs")
     parser.add_argument("--work", type=Path, default=BENCH / "_work", help="work folder")
@@ -2089,6 +2180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     venvs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     env = {k: v for k, v in env.items() if not k.startswith("LLMHARNESS_")}
+    # A coding agent running the benchmark would turn every run's compact output on.
+    env = {k: v for k, v in env.items() if k not in load_agents().VARIABLES}
     scrubbed = sorted(set(os.environ) - set(env))
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -2181,6 +2274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             waiter("the record"),
         )
 
+    hints = None if args.no_hints else bench_hints(generator, args, venvs, work, env, waits)
+
     results_file = work / "results.json"
     data: dict[str, Any] = {
         "meta": {
@@ -2228,6 +2323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "where": where,
         "git": git,
         "record": record,
+        "hints": hints,
         "store_per_run": store_per_run(record, cells),
         "results_file": str(results_file),
     }

@@ -4,7 +4,7 @@ knows there (recorded by clean runs, synced from other clones) or found by runni
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,12 +73,21 @@ def check_unknown(
     return facts
 
 
-def record_clean_run(store: Store, version: CodeVersion, results: Mapping[str, TestResult]) -> None:
-    """A clean tree's outcomes are known at its commit. The caller holds the store's lock."""
+def record_clean_run(
+    store: Store,
+    version: CodeVersion,
+    results: Mapping[str, TestResult],
+    suite: Sequence[str] | None = None,
+) -> None:
+    """A clean tree's outcomes are known at its commit, and so is its `suite` when the run
+    collected all of it. The caller holds the store's lock."""
     if version.dirty or not results:
         return
     pairs = ((result.outcome, nodeid) for nodeid, result in results.items())
-    Knowledge(store).add(version.commit, "recorded", pairs)
+    knowledge = Knowledge(store)
+    knowledge.add(version.commit, "recorded", pairs)
+    if suite:
+        knowledge.set_suite(version.commit, suite)
 
 
 def compare(

@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
 
+    verbs.add_parser(
+        "prompt",
+        help="a Markdown section for AGENTS.md or CLAUDE.md on running and reading the tests",
+        description="Print the section an agent's instructions file needs: how this project's "
+        "tests are run and read with llmharness, filled in from its settings (fraction, gate, "
+        "base, store); works before anything is recorded. --dir: the project folder.",
+    )
+
     summary = verbs.add_parser("summary", help="aggregates of a run in a few lines")
     summary.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
     summary.add_argument("--json", action="store_true", help="print the whole summary as JSON")
@@ -121,6 +129,61 @@ def _parser() -> argparse.ArgumentParser:
     )
     flaky.add_argument("-n", type=int, default=10, help="how many tests (default 10)")
     flaky.add_argument("--json", action="store_true", help="print as JSON")
+
+    coverage = verbs.add_parser(
+        "coverage",
+        help="which share of the suite has a known outcome at the base, and what is not run",
+        description="From this store's runs and checks and what `sync` brought: the share of "
+        "the suite (as a whole collection at the base found it) with a known outcome at the "
+        "base commit; with a team size (`agents`), the parts nobody has run there yet.",
+    )
+    coverage.add_argument(
+        "--agents", metavar="N", help="team size (default: the settings, else the latest run's)"
+    )
+    coverage.add_argument("--json", action="store_true", help="print as JSON")
+
+    sample = verbs.add_parser(
+        "sample",
+        help="an agent's sample of the test ids read on stdin, for any test runner",
+        description="Read test ids (one a line) on stdin and print the ones the agent's --fast "
+        "sample holds, in input order: the same rule, seed and team parts as the pytest plugin "
+        "(llmharness.yaml and LLMHARNESS_* settings apply; the flags win).",
+    )
+    sample.add_argument("--agent-id", metavar="ID", help="who runs (seeds the sample)")
+    sample.add_argument("--fast-fraction", metavar="F", help="0.01 or 1%% (default 10%%)")
+    sample.add_argument("--agents", metavar="N", help="team size: agent ids 0..N-1")
+    sample.add_argument("--seed", metavar="S", help="an explicit seed")
+
+    mcp = verbs.add_parser(
+        "mcp",
+        help="serve run_tests, summary, regressions, show and history to an agent over MCP",
+        description="An MCP server over stdio (needs the extra: pip install 'llmharness[mcp]'); "
+        "run_tests runs pytest in the project folder: --dir, else the current folder.",
+    )
+    # SUPPRESS: without it, this default would overwrite a `--dir` given before the verb.
+    mcp.add_argument("--dir", default=argparse.SUPPRESS, help="the project folder")
+
+    export = verbs.add_parser(
+        "export",
+        help="a run as a JUnit XML and/or CTRF JSON report",
+        description="Write a recorded run as JUnit XML (as pytest's --junitxml writes it) and/or "
+        "CTRF JSON (ctrf.io), with the sample, verdicts and regressions in the formats' "
+        "properties and extra fields.",
+    )
+    export.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    export.add_argument("--junit", metavar="FILE", help="write JUnit XML to FILE")
+    export.add_argument("--ctrf", metavar="FILE", help="write CTRF JSON to FILE")
+
+    ingest = verbs.add_parser(
+        "ingest",
+        help="record another runner's JUnit XML or CTRF JSON report as a run",
+        description="Record the results in a JUnit XML or CTRF JSON file (told apart by "
+        "content) as a run, with the same log, summary, index, regressions and gate as a pytest "
+        "run; creates .llmharness/ in the current folder when no store is found.",
+    )
+    ingest.add_argument("file", metavar="FILE", help="the report file")
+    ingest.add_argument("--agent-id", metavar="ID", help="who ran the tests (tags the run)")
+    ingest.add_argument("--json", action="store_true", help="print the run's summary as JSON")
     return parser
 
 
@@ -153,6 +216,9 @@ def _print_summary(summary: RunSummary, records: Records) -> None:
     second = reporting.regressions_line(data.get("regressions"), reporting.why_no_base(data))
     if second:
         print(second)
+    hint = reporting.next_line(data.get("next"))
+    if hint:
+        print(hint)
     notes = [str(note) for note in data.get("notes", ())]
     notes += [records.later_note(run_id) for run_id in records.unfinished_after(summary.run_id)]
     for note in notes[:3]:
@@ -212,10 +278,33 @@ def _print_regressions(diff: Regressions) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.verb == "prompt":  # reads the settings; a fresh clone has no store yet
+        from llmharness import prompt
+
+        return prompt.command(args.dir)
     if args.verb == "sync":  # finds its store itself: a fresh clone has none yet
         from llmharness.sync import command
 
         return command(args.dir, args.remote, args.json)
+    if args.verb == "mcp":  # serves from the project folder, which may have no store yet
+        try:
+            from llmharness import mcp_server
+        except ModuleNotFoundError as exc:  # the SDK is an extra; nothing else imports it
+            if not (exc.name or "").startswith("mcp"):
+                raise
+            sys.stderr.write("llmharness: mcp needs the MCP SDK: pip install 'llmharness[mcp]'\n")
+            return EXIT_USAGE
+        return mcp_server.command(args.dir)
+    if args.verb == "sample":  # needs no store: any runner's ids in, the sample out
+        from llmharness import team
+
+        return team.sample_command(
+            args.dir, args.agent_id, args.fast_fraction, args.agents, args.seed
+        )
+    if args.verb == "ingest":  # makes its store when there is none, as a pytest run would
+        from llmharness import ingest
+
+        return ingest.command(args.dir, args.file, args.agent_id, args.json)
     records = Records(args.dir)
     try:
         return _verb(args, records)
@@ -225,6 +314,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _verb(args: argparse.Namespace, records: Records) -> int:
+    if args.verb == "coverage":
+        from llmharness import team
+
+        return team.coverage_command(records, args.agents, args.json)
     if args.verb == "summary":
         summary = records.summary(args.run)
         if args.json:
@@ -277,6 +370,14 @@ def _verb(args: argparse.Namespace, records: Records) -> int:
         if args.verb == "bisect":
             return bisect.command(records, args.nodeid, args.run, args.budget, args.json)
         return flaky.command(records, args.n, args.json)
+    if args.verb == "export":
+        from llmharness import export
+
+        try:
+            return export.command(records, args.run, args.junit, args.ctrf)
+        except export.ExportError as exc:
+            sys.stderr.write(f"llmharness: export: {exc}\n")
+            return EXIT_USAGE
     raise AssertionError(args.verb)  # argparse only lets known verbs through
 
 

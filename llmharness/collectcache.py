@@ -39,7 +39,7 @@ import os
 import posixpath
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -58,10 +58,12 @@ __all__ = [
     "collection_args",
     "decode_keywords",
     "dependency_key",
+    "dependents",
     "distributions",
     "encode_keywords",
     "environment_key",
     "file_entry",
+    "importers",
     "local_dependencies",
     "plan",
     "plugin_identity",
@@ -487,6 +489,51 @@ def local_dependencies(
     return found
 
 
+def importers(rootdir: Path, changed: Collection[str]) -> set[str]:
+    """The changed files and every loaded project module (test modules included) that imports
+    one of them, directly or through other project modules, as far as this process's
+    `sys.modules` shows: a module no collected file or conftest has loaded is not seen."""
+    touched = set(changed)
+    if not touched:
+        return touched
+    root = str(rootdir)
+    graph: dict[str, set[str]] = {}
+    for module in list(sys.modules.values()):
+        rel = _local(root, getattr(module, "__file__", None))
+        if rel is None or rel in graph or rel in touched:
+            continue
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as file:
+                source = file.read()
+        except OSError:
+            continue
+        if hasattr(module, "__path__"):
+            # A package: its submodules are its attributes once anything imports them, so
+            # only its own import statements tell what it depends on.
+            names = _imported_names(source, module.__name__)
+            files = (getattr(sys.modules.get(name), "__file__", None) for name in names)
+            graph[rel] = {dep for dep in (_local(root, f) for f in files) if dep and dep != rel}
+        else:
+            graph[rel] = local_dependencies(rootdir, module, source, ())
+    grown = True
+    while grown:
+        found = {rel for rel, deps in graph.items() if rel not in touched and deps & touched}
+        touched |= found
+        grown = bool(found)
+    return touched
+
+
+def dependents(files: Mapping[str, Any], changed: Collection[str]) -> set[str]:
+    """The files among cache entries `files` that are changed or whose collection depended on
+    a changed file (a module they imported, a conftest.py, a data file they read)."""
+    found = set()
+    for rel, entry in files.items():
+        deps = entry.get("deps") if isinstance(entry, dict) else None
+        if rel in changed or (isinstance(deps, dict) and any(dep in changed for dep in deps)):
+            found.add(rel)
+    return found
+
+
 def file_entry(
     fingerprints: Fingerprints,
     rel: str,
@@ -679,8 +726,9 @@ def plan(
     fingerprints: Fingerprints,
     files: Mapping[str, Any],
     fraction: float,
-    seed: str,
+    sampler: sampling.Sampler,
     select: Selection | None = None,
+    always: Collection[str] = (),
 ) -> CollectionPlan:
     """Plan a `fraction` sample's collection from the cache's `files`.
 
@@ -689,13 +737,15 @@ def plan(
     file has a sampled test, the lowest-scored known test is wanted too: the never-empty rule
     may pick it. Under `-k`/`-m` (`select`) the tests they deselect are in no sample, and a
     file whose record cannot tell for some test is not known (it is collected in full).
+    The files in `always` (a change touched them) have all their tests wanted.
     """
     if select is not None and not select.active:
         select = None
     known: dict[str, list[str]] = {}
     wanted: dict[str, set[str]] = {}
     unselected: dict[str, frozenset[str]] = {}
-    lowest: tuple[float, str, str] | None = None
+    lowest: tuple[int, str, str] | None = None
+    cut = sampler.cut(fraction)
     for rel, entry in files.items():
         ids = _known(fingerprints, rel, entry)
         if ids is None:
@@ -715,8 +765,8 @@ def plan(
         for nodeid in ids:
             if nodeid in out:
                 continue
-            value = sampling.score(seed, nodeid)
-            if value < fraction:
+            value = sampler.rank(nodeid)
+            if value < cut or rel in always:
                 wanted.setdefault(rel, set()).add(nodeid)
             elif lowest is None or (value, nodeid) < lowest[:2]:
                 lowest = (value, nodeid, rel)

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import pytest
 
-from llmharness import collectcache, selection
+from llmharness import collectcache, sampling, selection
 from llmharness.store import COLLECTION_FILE, SCHEMA, Store, StoreError
 
 __all__ = ["CollectionCache", "CollectionPruner", "CollectionTracker", "register"]
@@ -666,13 +666,15 @@ class CollectionCache:
         config: pytest.Config,
         store: Store,
         fraction: float | None,
-        seed: str,
+        sampler: sampling.Sampler,
         on_warning: Callable[[str], None],
+        changed: Collection[str] = (),
     ) -> None:
         self.config = config
         self.store = store
         self.fraction = fraction
-        self.seed = seed
+        self.sampler = sampler
+        self.changed = changed
         self.rootdir = config.rootpath
         self._warn = on_warning
         self.tracker = CollectionTracker(self.rootdir, self.plan, store.root)
@@ -747,12 +749,22 @@ class CollectionCache:
                         self.tracker.fingerprints,
                         cache["files"],
                         self.fraction,
-                        self.seed,
+                        self.sampler,
                         select,
+                        self.touched_by_changes(),
                     )
                 else:
                     self.reason = self._unknown_because(cache)
         return self._collection_plan
+
+    def touched_by_changes(self, fresh: Mapping[str, Any] | None = None) -> set[str]:
+        """The test files the changes touch, by what the cache (and `fresh`, this run's new
+        entries) recorded of each file's collection."""
+        if not self.changed:
+            return set()
+        files = self._cache()["files"]
+        changed = collectcache.importers(self.rootdir, self.changed)
+        return collectcache.dependents({**files, **(fresh or {})}, changed)
 
     def _unknown_because(self, cache: Mapping[str, Any]) -> str:
         """Why the cache's environment is not this run's, in a few words."""

@@ -10,9 +10,17 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from llmharness import agents
 from llmharness.sampling import parse_fraction, parse_seed
 
-__all__ = ["CONFIG_FILENAME", "ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "CONFIG_FILENAME",
+    "ENV_PREFIX",
+    "ConfigError",
+    "Settings",
+    "check_team",
+    "load_settings",
+]
 
 CONFIG_FILENAME = "llmharness.yaml"
 ENV_PREFIX = "LLMHARNESS_"
@@ -40,7 +48,9 @@ class Settings:
     """Every knob llmharness has, after precedence and validation."""
 
     store: str = ".llmharness"
-    compact: bool | None = None  # None: on when --fast or an agent id is given
+    compact: bool | None = None  # None: on when --fast, an agent id or a coding agent is seen
+    detect_agent: bool = True  # a coding agent's environment variables turn compact output on
+    detected_agent: str | None = None  # the coding agent the environment names (not a key)
     max_lines: int = 8
     fast: bool = False
     fast_fraction: float | None = None  # None: 10%, or the whole suite under a budget
@@ -63,13 +73,16 @@ class Settings:
     known_failures: tuple[KnownFailure, ...] = ()
     protected: tuple[str, ...] = ()  # paths (rootdir-relative) a change must not touch
     allow_test_changes: bool = False  # tests fixed by changing them, removed or skipped pass
+    agents: int | None = None  # team size: agent k of N runs part k (ids 0..N-1)
+    rotation: int | None = None  # None: the parts rotate with the base commit; n: fixed shift
+    fast_changes: bool = True  # --fast adds the tests of files changed since the base
     config_file: str | None = None
 
     @property
     def compact_output(self) -> bool:
         if self.compact is not None:
             return self.compact
-        return self.fast or self.agent_id is not None
+        return self.fast or self.agent_id is not None or self.detected_agent is not None
 
 
 def validate_agent_id(value: str) -> str:
@@ -212,6 +225,34 @@ def _seed(value: Any) -> str:
     return parse_seed(value)
 
 
+def _team_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _int_at_least(1)(value)
+
+
+def _rotation(value: Any) -> int | None:
+    """`base` (the default: rotate with the base commit) or a fixed non-negative shift."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "base"):
+        return None
+    return _int_at_least(0)(value)
+
+
+def check_team(settings: Settings) -> None:
+    """With a team size, the agent id must be one of 0..N-1 (raise ConfigError otherwise)."""
+    agents = settings.agents
+    if agents is None:
+        return
+    if settings.agent_id is None:
+        raise ConfigError(f"--agents {agents}: give each agent --agent-id 0..{agents - 1}")
+    agent = settings.agent_id.strip()
+    if not agent.isdecimal() or int(agent) >= agents:
+        raise ConfigError(
+            f"--agent-id {settings.agent_id!r}: with --agents {agents} the agent id must be an "
+            f"integer from 0 to {agents - 1}"
+        )
+
+
 def _agent(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
@@ -223,6 +264,7 @@ def _agent(value: Any) -> str:
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "store": _text,
     "compact": _parse_auto,
+    "detect_agent": _parse_bool,
     "max_lines": _int_at_least(3),
     "fast": _parse_bool,
     "fast_fraction": _optional(parse_fraction),
@@ -245,6 +287,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "known_failures": _known_failures,
     "protected": _protected,
     "allow_test_changes": _parse_bool,
+    "agents": _team_size,
+    "rotation": _rotation,
+    "fast_changes": _parse_bool,
 }
 KEYS = tuple(_PARSERS)
 _VERBATIM = frozenset({"seed", "agent_id"})
@@ -305,6 +350,23 @@ def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[s
             raise ConfigError(f"{where(str(key))}: {key}: {exc}") from None
 
 
+def _detect_agent(values: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Note the coding agent the environment names (unless `detect_agent: false`) and take
+    its session id as the agent id where it sets one and none is configured."""
+    if not values.get("detect_agent", True):
+        return
+    values["detected_agent"] = agents.detect(env)
+    if values["detected_agent"] is None or values.get("agent_id") is not None:
+        return
+    if values.get("agents") is not None:
+        return  # a team's agent ids are its part numbers, which no agent's session id is
+    session = agents.agent_id(env)
+    try:
+        values["agent_id"] = None if session is None else validate_agent_id(session)
+    except ValueError:  # not usable as an id: the agent runs unnamed, as without the variable
+        values["agent_id"] = None
+
+
 def find_config_file(rootdir: Path, named: str | None) -> Path | None:
     """The config file to read: the one named, else `llmharness.yaml` at the rootdir if any."""
     if named:
@@ -340,6 +402,6 @@ def load_settings(
     _apply(values, from_env, lambda key: f"environment variable {ENV_PREFIX}{key.upper()}")
     given = {key: value for key, value in cli.items() if value is not None and key in _PARSERS}
     _apply(values, given, lambda key: FLAGS.get(key, f"--{key.replace('_', '-')}"))
-    settings = Settings()
+    _detect_agent(values, env)
     known = {f.name for f in fields(Settings)}
-    return replace(settings, **{k: v for k, v in values.items() if k in known})
+    return replace(Settings(), **{k: v for k, v in values.items() if k in known})

@@ -20,7 +20,16 @@ from typing import Any
 
 import pytest
 
-from llmharness import bytecode, collection, environ, gitinfo, reporting, sampling, tripwire
+from llmharness import (
+    bytecode,
+    collection,
+    environ,
+    gitinfo,
+    reporting,
+    sampling,
+    team,
+    tripwire,
+)
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import Settings
 from llmharness.crashes import CrashRecord, Signals
@@ -52,11 +61,7 @@ class Harness:
         self.store_root = root if root.is_absolute() else self.rootdir / root
         self._early_warnings: list[str] = []
         self.store = Store(self.store_root, on_warning=self._store_warning)
-        self.seed = settings.seed or (
-            sampling.agent_seed(settings.agent_id)
-            if settings.agent_id is not None
-            else sampling.machine_seed()
-        )
+        self.seed = team.seed(settings)
         self.compact = settings.compact_output and record
         self.started = time.monotonic()
         limit = settings.time_limit
@@ -96,10 +101,17 @@ class Harness:
         environ.keep()  # for the processes started after the tests, which may change it
         # Read while the tests run: the git calls cost the run nothing it waits for.
         self.version = gitinfo.VersionProbe(self.rootdir, settings.base) if record else None
+        self.rotation: int | None = None
+        self.team_note: str | None = None
         self.plan = self._plan()
         self.collection = (
             collection.CollectionCache(
-                config, self.store, self.plan.fraction, self.seed, self.recorder.warn
+                config,
+                self.store,
+                self.plan.fraction,
+                self.plan.sampler,
+                self.recorder.warn,
+                self.plan.changed,
             )
             if settings.fast_collect
             else None
@@ -128,8 +140,9 @@ class Harness:
         settings = self.settings
         fraction = settings.fast_fraction
         if fraction is None and settings.fast_budget is None:
-            fraction = 0.10
-        return Plan(
+            # A team's agent runs its whole part unless told otherwise.
+            fraction = 1.0 / settings.agents if settings.agents is not None else 0.10
+        plan = Plan(
             fraction=fraction if settings.fast else None,
             budget_s=settings.fast_budget if settings.fast else None,
             seed=self.seed,
@@ -138,6 +151,38 @@ class Harness:
             test_timeout=settings.test_timeout,
             pycache=str(self.bytecode.root) if self.bytecode is not None else None,
         )
+        if not settings.fast or (settings.agents is None and not settings.fast_changes):
+            return plan
+        # Both need the code version before collection: wait for git (tens of ms).
+        version = self._version_now()
+        if settings.agents is not None:
+            assignment = team.assign(settings, version)
+            self.rotation, self.team_note = assignment.rotation, assignment.note
+            part = assignment.part(int(settings.agent_id or 0), settings.agents)
+            plan = dataclasses.replace(plan, agents=settings.agents, part=part)
+        if settings.fast_changes:
+            plan = dataclasses.replace(plan, changed=self._changed(version))
+        return plan
+
+    def _version_now(self) -> gitinfo.CodeVersion | None:
+        if self.version is not None:
+            return self.version.result()[0]
+        return gitinfo.read_version(self.rootdir, self.settings.base)[0]
+
+    def _changed(self, version: gitinfo.CodeVersion | None) -> tuple[str, ...]:
+        """The rootdir-relative files the work tree changed since the base (or HEAD)."""
+        if version is None:
+            return ()
+        top = Path(version.top)
+        paths = gitinfo.changed_paths(top, version.base or version.commit)
+        if paths is None:
+            return ()
+        changed = []
+        for path in paths:
+            rel = os.path.relpath(top / path, self.rootdir).replace(os.sep, "/")
+            if not rel.startswith("../"):
+                changed.append(rel)
+        return tuple(sorted(changed))
 
     def _store_ready(self) -> bool:
         """Whether the store folder exists (with the .gitignore that keeps it out of git)."""
@@ -188,6 +233,7 @@ class Harness:
             planned = self.collection.plan()
             plan = dataclasses.replace(
                 plan,
+                always=tuple(sorted(self.collection.touched_by_changes())),
                 track_collection=True,
                 skip_files=tuple(sorted(planned.skip)),
                 wanted={rel: sorted(ids) for rel, ids in planned.wanted.items()},
@@ -239,10 +285,14 @@ class Harness:
         # After the other hooks: the tracker has recorded what -k/-m evaluated on.
         uncollected: list[str] = []
         population: list[str] = []  # the uncollected that -k/-m keep
+        touched: set[str] = set()
         if self.collection is not None:
             tracker = self.collection.tracker
+            entries = tracker.entries(collected)
+            if self.plan.samples:
+                touched = self.collection.touched_by_changes(entries)
             uncollected = self.collection.collected(
-                collected, tracker.touched(), tracker.entries(collected), tracker.failed
+                collected, tracker.touched(), entries, tracker.failed
             )
             self.uncollected = self.collection.uncollected_counts
             unselected = set(self.collection.unselected)
@@ -251,7 +301,8 @@ class Harness:
         self.collected = collected + uncollected
         if self.plan.samples:
             self._sampling = True
-            self.sample = sample_items(config, items, self.plan, population)
+            plan = dataclasses.replace(self.plan, always=tuple(touched))
+            self.sample = sample_items(config, items, plan, population)
             self._sampling = False
             self.diagnostics.event(
                 "sample",
@@ -302,6 +353,7 @@ class Harness:
         return RunFacts(
             exitstatus=exitstatus,
             status=status,
+            settings=self.settings,
             collected=self.collected,
             collected_files=self.collected_files,
             sample=self.sample,
@@ -321,6 +373,19 @@ class Harness:
             flaky_blocks=self.settings.flaky_blocks,
             protected=self.settings.protected,
             allow_test_changes=self.settings.allow_test_changes,
+            rotation=self.rotation,
+            team_note=self.team_note,
+            whole_suite=self._whole_suite(),
+        )
+
+    def _whole_suite(self) -> bool:
+        """Whether pytest collected the whole suite: no paths given, run from the rootdir or
+        with the ini file's testpaths."""
+        source = self.config.args_source
+        if source == pytest.Config.ArgsSource.TESTPATHS:
+            return True
+        return source == pytest.Config.ArgsSource.INVOCATION_DIR and (
+            self.invocation_dir == self.rootdir
         )
 
     def _code_under_test(self, version: gitinfo.CodeVersion | None) -> list[str]:

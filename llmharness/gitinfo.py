@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BaseRefError", "CodeVersion", "VersionProbe", "read_version", "resolve_ref"]
+__all__ = [
+    "BaseRefError",
+    "CodeVersion",
+    "VersionProbe",
+    "changed_paths",
+    "generation",
+    "read_version",
+    "resolve_ref",
+]
 
 _TIMEOUT_S = 20.0
 #: Untracked paths that do not make a tree dirty: bytecode and caches tools write as they run.
@@ -174,6 +182,30 @@ def read_version(rootdir: Path, base_ref: str | None = None) -> tuple[CodeVersio
         base, how, note = _default_base(top)
     version = CodeVersion(str(top), commit, tree, dirty, changes, branch, base, how, note)
     return version, note or ""
+
+
+def generation(top: Path, commit: str) -> int | None:
+    """How many commits lead to `commit` along first parents (itself included), the same in
+    every full clone; None in a shallow clone, whose history is cut, or when git fails."""
+    if _out(top, "rev-parse", "--is-shallow-repository") != "false":
+        return None
+    count = _out(top, "rev-list", "--first-parent", "--count", commit)
+    return int(count) if count and count.isdecimal() else None
+
+
+def changed_paths(top: Path, since: str) -> set[str] | None:
+    """The work tree's files (relative to `top`) that differ from commit `since`: edited,
+    added, deleted or untracked (caches aside); None when git cannot say."""
+    diff = _git(top, "diff", "--name-only", "-z", "--no-renames", since, "--")
+    others = _git(top, "ls-files", "--others", "--exclude-standard", "-z")
+    if diff is None or others is None or diff.returncode or others.returncode:
+        return None
+    paths = set()
+    for raw in (diff.stdout + b"\0" + others.stdout).split(b"\0"):
+        path = raw.decode("utf-8", "surrogateescape")
+        if path and not any(part in f"/{path}" for part in (f"/{p}" for p in _NOT_CHANGES)):
+            paths.add(path)
+    return paths
 
 
 class VersionProbe:

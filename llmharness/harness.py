@@ -16,7 +16,7 @@ import pytest
 
 from llmharness import collection, gitinfo
 from llmharness.bytecode import BytecodeCache
-from llmharness.config import ConfigError, Settings, load_settings
+from llmharness.config import ConfigError, Settings, check_team, load_settings
 from llmharness.controller import Harness
 from llmharness.timelimit import TimeLimit
 from llmharness.worker import WORKER_KEY, Plan, WorkerSampler
@@ -93,7 +93,9 @@ def _settings(config: pytest.Config, options: Mapping[str, Any]) -> Settings:
         cli["fast"] = True
     ini = config.getini("llmharness_config")
     try:
-        return load_settings(config.rootpath, cli, os.environ, str(ini) if ini else None)
+        settings = load_settings(config.rootpath, cli, os.environ, str(ini) if ini else None)
+        check_team(settings)
+        return settings
     except ConfigError as exc:
         raise pytest.UsageError(f"llmharness: {exc}") from None
 

@@ -10,10 +10,14 @@ and without repeats, where the source says how it is known:
 A test may have several lines (it passed in one run and failed in another). The line format is
 also the git note `llmharness sync` exchanges, so notes from many clones merge by union.
 Outcomes are pytest's words, plus `absent`: the test did not exist at the commit.
+
+`commits/<sha>/suite.gz` holds the node ids of the whole suite at the commit, as the last clean
+run there that collected the whole suite found them: what the team's coverage is a share of.
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from llmharness.store import Store, _atomic_write_bytes
 __all__ = ["ABSENT", "SHA", "SOURCES", "AtCommit", "Knowledge", "format_lines", "parse_lines"]
 
 SOURCES = ("recorded", "checked", "synced")
+SUITE = "suite.gz"  # the node ids a whole collection at the commit found
 ABSENT = "absent"
 OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", ABSENT})
 _FAILING = frozenset({"failed", "error"})
@@ -113,6 +118,27 @@ class Knowledge:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write_bytes(path, format_lines(have | new).encode("utf-8", "surrogatepass"))
         return len(new)
+
+    def suite(self, commit: str) -> list[str] | None:
+        """Every test of the suite at `commit`, as a whole collection there last found it."""
+        try:
+            data = gzip.decompress((self.root / commit / SUITE).read_bytes())
+        except (OSError, EOFError, gzip.BadGzipFile):
+            return None
+        return data.decode("utf-8", "surrogatepass").splitlines()
+
+    def set_suite(self, commit: str, nodeids: Iterable[str]) -> None:
+        """Keep the suite a whole collection found at `commit` (gzipped: a large suite's ids
+        compress about tenfold). The caller holds the store's lock."""
+        if not SHA.fullmatch(commit):
+            raise ValueError(f"not a commit: {commit!r}")
+        ids = sorted({nodeid for nodeid in nodeids if "\n" not in nodeid})
+        if self.suite(commit) == ids:
+            return
+        path = self.root / commit / SUITE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{nodeid}\n" for nodeid in ids)
+        _atomic_write_bytes(path, gzip.compress(text.encode("utf-8", "surrogatepass"), 6, mtime=0))
 
     def commits(self) -> list[str]:
         """The commits anything is known at."""

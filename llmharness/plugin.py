@@ -45,6 +45,15 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         {"metavar": "S", "help": "explicit sample seed, to reproduce another agent's sample"},
     ),
     (
+        "--agents",
+        "agents",
+        {
+            "metavar": "N",
+            "help": "team size: agent ids 0..N-1 run disjoint parts of the suite that together "
+            "cover it (rotated when the base commit moves)",
+        },
+    ),
+    (
         "--time-limit",
         "time_limit",
         {

@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ import pytest
 
 from llmharness import basediff, reporting
 from llmharness import diff as diffing
-from llmharness.config import KnownFailure
+from llmharness.config import KnownFailure, Settings
 from llmharness.diagnostics import Diagnostics
 from llmharness.gitinfo import CodeVersion
 from llmharness.index import IndexBroken, Known
@@ -77,6 +79,23 @@ def _bounded(text: str, limit: int) -> str:
     head = text[:half].encode("utf-8", "surrogatepass")[:half].decode("utf-8", "ignore")
     tail = text[-half:].encode("utf-8", "surrogatepass")[-half:].decode("utf-8", "ignore")
     return head + _HEAD_TAIL_MARK.format(len(text) - len(head) - len(tail)) + tail
+
+
+_RUNS_IN_PROCESS: list[str] = []  # the run ids this process has started
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started, from Linux's /proc; None where it cannot be read."""
+    try:
+        with open("/proc/self/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+        # The fields after the command's name, which may hold spaces: the start is field 22.
+        ticks = int(stat.rpartition(")")[2].split()[19])
+        return max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _kv(value: Any) -> str:
@@ -126,6 +145,7 @@ class RunFacts:
 
     exitstatus: int
     status: str
+    settings: Settings | None = None  # the run's settings, for what its next runs would cost
     collected: list[str] | None = None  # every test collected (or known and left uncollected)
     collected_files: set[str] | None = None  # files collected cleanly
     sample: Sample | None = None
@@ -146,6 +166,9 @@ class RunFacts:
     tamper_reason: str | None = None  # why the run's reports cannot be trusted, if they cannot
     protected: tuple[str, ...] = ()
     allow_test_changes: bool = False
+    rotation: int | None = None  # how far a team's parts were shifted (the base's generation)
+    team_note: str | None = None  # why a team's parts were not rotated
+    whole_suite: bool = False  # `collected` is the whole suite (no paths narrowed it)
 
 
 class RunRecorder:
@@ -175,6 +198,13 @@ class RunRecorder:
         self.argv = list(argv)
         self.diagnostics = diagnostics or Diagnostics(None)
         self.started = time.time()
+        # Before the recorder started: Python, pytest, the plugins; known only where the
+        # process was started for this run (not pytest.main() called from another program).
+        own = not _RUNS_IN_PROCESS and self.argv == sys.argv[1:]
+        self.startup_s = _process_age() if own else None
+        _RUNS_IN_PROCESS.append(run_id)
+        self._tests_started: float | None = None  # when the first test's setup began
+        self._suite_files: dict[str, list[float]] = {}  # by file: known tests, their seconds
         self.dir = store.run_dir(run_id)
         self.results: dict[str, TestResult] = {}
         self.collection_errors: list[dict[str, str]] = []
@@ -269,6 +299,8 @@ class RunRecorder:
     def fold(self, report: pytest.TestReport) -> bool:
         """Fold one of pytest's reports into its test's result; True when the test is done."""
         nodeid, when, outcome = report.nodeid, report.when, report.outcome
+        if self._tests_started is None:  # collection (and xdist's start-up) ends here
+            self._tests_started = time.time() - float(report.duration or 0.0)
         pending = self._pending.get(nodeid)
         if pending is None:
             # xdist names the worker on each report it forwards: the order a verdict replays.
@@ -430,6 +462,7 @@ class RunRecorder:
             "finished": finished,
             "duration_s": round(finished - self.started, 3),
             "agent_id": self.agent_id,
+            "detected_agent": facts.settings.detected_agent if facts.settings else None,
             "rootdir": str(self.rootdir),  # where re-runs and `llmharness bisect` run pytest
             "sample": self.sample_json(facts),
             **reporting.aggregate(self.results.values(), self.collection_errors),
@@ -454,6 +487,7 @@ class RunRecorder:
             "log": f"runs/{self.run_id}/log.txt",
         }
         failed_files = {error["nodeid"].split("::")[0] for error in self.collection_errors}
+        recording = time.time()
         try:
             with self.store.locked():
                 try:
@@ -465,7 +499,9 @@ class RunRecorder:
                 summary["regressions"] = regressions
                 if version is not None and facts.tamper_reason is None:  # a lie is not knowledge
                     try:
-                        basediff.record_clean_run(self.store, version, self.results)
+                        whole = facts.whole_suite and not self.collection_errors
+                        suite = facts.collected if whole else None
+                        basediff.record_clean_run(self.store, version, self.results, suite)
                     except OSError as exc:
                         self.warn(f"cannot keep this clean run's outcomes at its commit: {exc}")
                 if version is not None:
@@ -479,6 +515,7 @@ class RunRecorder:
         except StoreError as exc:
             self.warn(str(exc))
             self._write_summary(summary)
+        self._next_runs(summary, facts, time.time() - recording)
         if isinstance(summary.get("regressions"), dict):
             self._integrity(summary, facts)  # an interrupted run's too: it may be tampered
             if facts.status != "interrupted":
@@ -596,6 +633,7 @@ class RunRecorder:
         seen: set[str] = set()
         complete = facts.status == "complete"
         gone = self._vanishing(facts, failed_files) if complete else None
+        self._suite_files = {}
 
         def merged() -> Iterator[tuple[str, Known]]:
             for nodeid, before in known:
@@ -614,13 +652,62 @@ class RunRecorder:
                     yield nodeid, self._known(result, when)
 
         if results:
-            self.store.save_index(merged())
+            self.store.save_index(self._tallied(merged()))
         else:
-            for _ in merged():  # still the diff: nothing ran, nothing is learnt
+            for _ in self._tallied(merged()):  # still the diff: nothing ran, nothing is learnt
                 pass
         data = builder.result(run_id=self.run_id, against=self._last_complete(run_ids))
         data["not_reached"] = len(facts.not_reached)
         return data
+
+    def _tallied(self, entries: Iterator[tuple[str, Known]]) -> Iterator[tuple[str, Known]]:
+        """The index's entries, each counted on its way to the file: the known tests of each
+        test file and their recorded seconds, what the next runs would cost."""
+        files = self._suite_files
+        for nodeid, known in entries:
+            seconds = known.duration if 0.0 <= known.duration < math.inf else 0.0
+            tally = files.get(nodeid.partition("::")[0])
+            if tally is None:
+                files[nodeid.partition("::")[0]] = [1, seconds]
+            else:
+                tally[0] += 1
+                tally[1] += seconds
+            yield nodeid, known
+
+    def _next_runs(self, summary: dict[str, Any], facts: RunFacts, record_s: float) -> None:
+        """The run's own timing and, from it and the recorded durations, what a full and a
+        --fast run would cost next (`timing` and `next` in summary.json)."""
+        workers = len({r.worker for r in self.results.values() if r.worker is not None}) or 1
+        tests_s = float(summary.get("test_time_s") or 0.0) / workers
+        duration = float(summary["duration_s"])
+        started = self._tests_started if self._tests_started is not None else summary["finished"]
+        collect_s = min(max(started - self.started, 0.0), duration)
+        settings = facts.settings or Settings()
+        files = {nodeid.partition("::")[0] for nodeid in facts.collected or self.results}
+        imported = len(files)
+        if facts.sample is not None and settings.fast_collect:
+            imported -= facts.uncollected[0]  # the files --fast did not import
+        timing = {
+            "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
+            "collect_s": round(collect_s, 4),
+            "tests_s": round(tests_s, 4),
+            "other_s": round(max(duration - collect_s - tests_s, 0.0), 4),
+            "record_s": round(record_s, 4),
+            "workers": workers,
+            "files": max(imported, 0),
+            "tests": len(self.results),
+        }
+        summary["timing"] = timing
+        fraction, budget = settings.fast_fraction, settings.fast_budget
+        if fraction is None and budget is None:
+            team = getattr(settings, "agents", None)  # a team's agent runs its part
+            fraction = 1.0 / team if team else 0.10
+        suite = {path: (int(n), seconds) for path, (n, seconds) in self._suite_files.items()}
+        summary["next"] = reporting.next_runs(
+            timing, suite, fraction, budget, settings.fast_collect
+        )
+        if not isinstance(summary.get("regressions"), dict):
+            self._write_summary(summary)
 
     def _known(self, result: TestResult, when: float) -> Known:
         return Known(result.outcome, self.run_id, self.agent_id, when, result.duration)
@@ -679,7 +766,15 @@ class RunRecorder:
             expected_s=None if sample.expected_s is None else round(sample.expected_s, 3),
             uncollected_files=facts.uncollected[0],
             uncollected_tests=facts.uncollected[1],
+            added_for_changes=sample.added_for_changes,
         )
+        if sample.agents is not None:
+            data.update(
+                agents=sample.agents,
+                part=sample.part,
+                rotation=facts.rotation,
+                team_note=facts.team_note,
+            )
         return data
 
     def close(self) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "counted",
     "error_line",
     "format_counts",
+    "next_line",
+    "next_runs",
     "parse_error_line",
     "quote_nodeid",
     "sanitize",
@@ -259,6 +261,10 @@ def sample_text(sample: Mapping[str, Any]) -> str:
             what.append(f"budget {sample['budget_s']:g}s, expect {expected:.1f}s")
         selected, total = sample.get("selected", 0), sample.get("total", 0)
         details.append(f"fast {' '.join(what)}: {selected:,} of {total:,}")
+        if sample.get("agents") is not None:
+            details.append(f"part {sample.get('part')} of {sample['agents']}")
+        if sample.get("added_for_changes"):
+            details.append(f"+{sample['added_for_changes']:,} for changes")
     else:
         details.append("full run")
     if sample.get("deselected"):
@@ -413,4 +419,75 @@ def compact_lines(
             lines.append(f"... {hidden:,} more: grep '^ERROR ' {log_hint}")
         else:
             lines.append(f"details: llmharness show NODEID; log: {log_hint}")
+    hint = next_line(summary.get("next"))
+    if hint is not None and len(lines) < max_lines:  # the least needed line: only when free
+        lines.append(hint)
     return [_fit(line, width) for line in lines[:max_lines]]
+
+
+def next_runs(
+    timing: Mapping[str, Any],
+    suite: Mapping[str, tuple[int, float]],
+    fraction: float | None,
+    budget_s: float | None,
+    fast_collect: bool = True,
+) -> dict[str, Any] | None:
+    """What a full and a --fast run would take next: the known tests' recorded seconds (`suite`:
+    per test file, its tests and their seconds) spread over this run's workers, plus this run's
+    start-up and record time, its collection time per file imported and its other time per
+    test, scaled to what each run would import and run. None when no test is known."""
+    if not suite:
+        return None
+    workers = max(int(timing.get("workers") or 1), 1)
+    tests = sum(count for count, _ in suite.values())
+    seconds = sum(spent for _, spent in suite.values())
+    per_file = float(timing["collect_s"]) / max(int(timing["files"]), 1)
+    per_test = float(timing["other_s"]) / max(int(timing["tests"]), 1)
+    fixed = float(timing.get("startup_s") or 0.0) + float(timing["record_s"])
+    full = fixed + per_file * len(suite) + seconds / workers + per_test * tests
+    share = 1.0 if fraction is None else fraction
+    fast_tests_s = seconds * share
+    if budget_s is not None and fast_tests_s > budget_s:
+        fast_tests_s = budget_s
+        share = budget_s / seconds
+    fast_tests_s = max(fast_tests_s, seconds / tests)  # a sample is never empty
+    # A file is imported when one of its tests is sampled (with fast_collect), which for a file
+    # of n tests happens with probability 1 - (1 - share)^n.
+    files = (
+        sum(1.0 - (1.0 - share) ** count for count, _ in suite.values())
+        if fast_collect
+        else float(len(suite))
+    )
+    files = max(files, 1.0)
+    fast = fixed + per_file * files + fast_tests_s / workers + per_test * max(share * tests, 1.0)
+    return {
+        "full_s": round(full, 2),
+        "fast_s": round(fast, 2),
+        "fast_fraction": fraction,
+        "fast_budget_s": budget_s,
+        "tests": tests,
+        "files": len(suite),
+        "test_time_s": round(seconds, 3),
+        "workers": workers,
+    }
+
+
+def _about(seconds: float) -> str:
+    if seconds < 10:
+        return f"about {seconds:.1f} s"
+    if seconds < 120:
+        return f"about {seconds:.0f} s"
+    return f"about {seconds / 60:.0f} min"
+
+
+def next_line(hint: Mapping[str, Any] | None) -> str | None:
+    """`next: full about 34 s, --fast (10%) about 4.2 s`: what the next runs would cost."""
+    if not isinstance(hint, Mapping) or hint.get("full_s") is None:
+        return None
+    how = []
+    if hint.get("fast_fraction") is not None:
+        how.append(_percent(float(hint["fast_fraction"])))
+    if hint.get("fast_budget_s") is not None:
+        how.append(f"budget {float(hint['fast_budget_s']):g}s")
+    fast = f"--fast ({', '.join(how)})" if how else "--fast"
+    return f"next: full {_about(float(hint['full_s']))}, {fast} {_about(float(hint['fast_s']))}"

@@ -7,6 +7,12 @@ machine's identity once. Every law the plugin promises is a property of `score`:
   added or removed, identical on every process and machine, independent of PYTHONHASHSEED);
 * samples are nested: a test scored below 0.01 is also below 0.10;
 * different seeds give near-independent scores, so agents cover different tests.
+
+A team (`Sampler` with `agents`) shares one seed instead: the seed's hash cuts the suite into
+`agents` parts of near-equal size, and agent k starts its sample at the head of its own part
+(k plus the rotation, modulo the team size). A fraction of 1/N is then exactly the agent's part:
+the team's samples are disjoint and together cover every test. Smaller fractions are the head
+of the part (still disjoint), larger ones run on into the next parts (still covering all).
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ import math
 import re
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = [
     "DEFAULT_UNKNOWN_DURATION",
+    "TEAM_SEED",
     "Sample",
+    "Sampler",
     "agent_seed",
     "machine_seed",
     "parse_fraction",
@@ -30,6 +38,7 @@ __all__ = [
     "score",
     "select",
     "select_budget",
+    "with_files",
 ]
 
 _SEED_RE = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
@@ -37,6 +46,10 @@ _SEED_RE = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
 #: Seconds assumed for a test with no recorded duration when planning a budget, unless some
 #: durations are known, in which case their median is used.
 DEFAULT_UNKNOWN_DURATION = 0.1
+
+#: The seed a team shares unless one is given: every agent of it cuts the suite the same way.
+TEAM_SEED = "team"
+_SPAN = 2**64  # the range of a test's hash
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,9 @@ class Sample:
     seed: str
     budget_s: float | None = None
     expected_s: float | None = None
+    agents: int | None = None  # the team size when the sample is a team's part
+    part: int | None = None  # which of the team's parts this agent ran
+    added_for_changes: int = 0  # tests of changed files added beyond the sample
 
     @property
     def selected_set(self) -> frozenset[str]:
@@ -112,32 +128,105 @@ def machine_seed() -> str:
     return _short_hash("llmharness-machine\0" + ident)
 
 
-def score(seed: str, nodeid: str) -> float:
-    """A uniform number in [0, 1) fixed by the seed and the node id alone."""
+def _hash(seed: str, nodeid: str) -> int:
     digest = hashlib.blake2b(
         nodeid.encode("utf-8", "surrogatepass"), digest_size=8, key=seed.encode("utf-8")[:64]
     ).digest()
-    return int.from_bytes(digest, "big") / 2.0**64
+    return int.from_bytes(digest, "big")
 
 
-def _ordered(nodeids: Iterable[str], seed: str) -> list[tuple[float, str]]:
-    return sorted((score(seed, nodeid), nodeid) for nodeid in nodeids)
+def score(seed: str, nodeid: str) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the node id alone."""
+    return _hash(seed, nodeid) / float(_SPAN)
 
 
-def select(nodeids: Sequence[str], fraction: float, seed: str) -> Sample:
-    """Pick the tests whose score is below `fraction`; at least one if there are any.
+@dataclass(frozen=True)
+class Sampler:
+    """The order in which one agent takes tests: by the seed alone, or as part of a team.
 
-    The selection keeps the input order, so tests still run in the order pytest collected them.
+    A test is in the sample of fraction f when `rank(nodeid) < cut(f)`. Ranks are integers,
+    and Python compares an integer with a float exactly, so a test on a part's boundary
+    belongs to exactly one part.
     """
-    chosen = {nodeid for nodeid in nodeids if score(seed, nodeid) < fraction}
-    if not chosen and nodeids:
-        # The lowest-scored test is in every larger sample too, so nesting survives this rule.
-        chosen = {min(nodeids, key=lambda nodeid: (score(seed, nodeid), nodeid))}
+
+    seed: str
+    agents: int | None = None
+    part: int = 0  # the team's part this agent starts at (its id plus the rotation)
+
+    def __post_init__(self) -> None:
+        if self.agents is not None and not (self.agents >= 1 and 0 <= self.part < self.agents):
+            raise ValueError(f"part {self.part} of {self.agents} agents")
+
+    def rank(self, nodeid: str) -> int:
+        value = _hash(self.seed, nodeid)
+        if self.agents is None:
+            return value
+        own, within = divmod(value * self.agents, _SPAN)  # which part, and where in it
+        return ((own - self.part) % self.agents) * _SPAN + within
+
+    def cut(self, fraction: float) -> float:
+        return fraction * (self.agents or 1) * float(_SPAN)
+
+    def part_of(self, nodeid: str) -> int:
+        """The team part a test belongs to (0 without a team)."""
+        return (_hash(self.seed, nodeid) * (self.agents or 1)) // _SPAN
+
+
+def _sampler(seed: str | Sampler) -> Sampler:
+    return seed if isinstance(seed, Sampler) else Sampler(seed)
+
+
+def _ordered(nodeids: Iterable[str], sampler: Sampler) -> list[tuple[int, str]]:
+    return sorted((sampler.rank(nodeid), nodeid) for nodeid in nodeids)
+
+
+def _sample(
+    nodeids: Sequence[str],
+    chosen: set[str],
+    sampler: Sampler,
+    fraction: float | None,
+    budget_s: float | None = None,
+    expected_s: float | None = None,
+) -> Sample:
     return Sample(
         selected=tuple(nodeid for nodeid in nodeids if nodeid in chosen),
         total=len(nodeids),
         fraction=fraction,
-        seed=seed,
+        seed=sampler.seed,
+        budget_s=budget_s,
+        expected_s=expected_s,
+        agents=sampler.agents,
+        part=sampler.part if sampler.agents is not None else None,
+    )
+
+
+def select(nodeids: Sequence[str], fraction: float, seed: str | Sampler) -> Sample:
+    """Pick the tests ranked below the fraction's cut; at least one if there are any.
+
+    The selection keeps the input order, so tests still run in the order pytest collected them.
+    """
+    sampler = _sampler(seed)
+    cut = sampler.cut(fraction)
+    chosen = {nodeid for nodeid in nodeids if sampler.rank(nodeid) < cut}
+    if not chosen and nodeids:
+        # The lowest-ranked test is in every larger sample too, so nesting survives this rule.
+        chosen = {min(nodeids, key=lambda nodeid: (sampler.rank(nodeid), nodeid))}
+    return _sample(nodeids, chosen, sampler, fraction=fraction)
+
+
+def with_files(sample: Sample, nodeids: Sequence[str], files: Collection[str]) -> Sample:
+    """The sample plus every test of `files` (node ids `file::...`), in the input order."""
+    if not files:
+        return sample
+    chosen = set(sample.selected)
+    added = {n for n in nodeids if n.partition("::")[0] in files and n not in chosen}
+    if not added:
+        return sample
+    chosen |= added
+    return replace(
+        sample,
+        selected=tuple(nodeid for nodeid in nodeids if nodeid in chosen),
+        added_for_changes=sample.added_for_changes + len(added),
     )
 
 
@@ -158,7 +247,7 @@ def estimate_unknown(durations: Mapping[str, float]) -> float:
 def select_budget(
     nodeids: Sequence[str],
     budget_s: float,
-    seed: str,
+    seed: str | Sampler,
     durations: Mapping[str, float],
     fraction: float | None = None,
 ) -> Sample:
@@ -170,24 +259,20 @@ def select_budget(
     to take `estimate_unknown(durations)`. The first test in the
     seed's order is always taken, so the sample is never empty.
     """
+    sampler = _sampler(seed)
     pool = list(nodeids)
     if fraction is not None:
-        pool = list(select(pool, fraction, seed).selected)
+        pool = list(select(pool, fraction, sampler).selected)
     unknown = estimate_unknown(durations)
     chosen: set[str] = set()
     expected = 0.0
-    for _, nodeid in _ordered(pool, seed):
+    for _, nodeid in _ordered(pool, sampler):
         cost = durations.get(nodeid, unknown)
         if not _valid_duration(cost):
             cost = unknown
         if not chosen or expected + cost <= budget_s:
             chosen.add(nodeid)
             expected += cost
-    return Sample(
-        selected=tuple(nodeid for nodeid in nodeids if nodeid in chosen),
-        total=len(nodeids),
-        fraction=fraction,
-        seed=seed,
-        budget_s=budget_s,
-        expected_s=expected,
+    return _sample(
+        nodeids, chosen, sampler, fraction=fraction, budget_s=budget_s, expected_s=expected
     )

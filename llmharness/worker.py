@@ -8,9 +8,10 @@ to the store.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Generator, Sequence
+from collections.abc import Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,14 @@ class Plan:
     unselected: dict[str, list[str]] | None = None  # of those, the ones -k/-m deselect
     test_timeout: float | None = None
     pycache: str | None = None  # the store's bytecode cache, when the run uses it
+    agents: int | None = None  # the team size: the sample starts at the agent's part
+    part: int = 0
+    changed: tuple[str, ...] = ()  # rootdir-relative files changed since the base
+    always: tuple[str, ...] = ()  # test files the changes touch, by the collection cache
+
+    @property
+    def sampler(self) -> sampling.Sampler:
+        return sampling.Sampler(self.seed, self.agents, self.part)
 
     @property
     def samples(self) -> bool:
@@ -46,17 +55,27 @@ class Plan:
 
 
 def sample_items(
-    config: pytest.Config, items: list[pytest.Item], plan: Plan, uncollected: Collection[str] = ()
+    config: pytest.Config,
+    items: list[pytest.Item],
+    plan: Plan,
+    uncollected: Collection[str] = (),
+    fresh: Mapping[str, Any] | None = None,
 ) -> sampling.Sample:
-    """Sample the collected items in place; `uncollected` are known tests not collected."""
+    """Sample the collected items in place; `uncollected` are known tests not collected,
+    `fresh` this run's collection cache entries (what each file's collection depended on)."""
     nodeids = [item.nodeid for item in items]
     nodeids.extend(uncollected)
+    sampler = plan.sampler
     if plan.budget_s is not None:
         index = Store(Path(plan.store_root), readonly=True).load_index()
         durations = {nodeid: known.duration for nodeid, known in index.items()}
-        sample = sampling.select_budget(nodeids, plan.budget_s, plan.seed, durations, plan.fraction)
+        sample = sampling.select_budget(nodeids, plan.budget_s, sampler, durations, plan.fraction)
     else:
-        sample = sampling.select(nodeids, plan.fraction or 0.1, plan.seed)
+        sample = sampling.select(nodeids, plan.fraction or 0.1, sampler)
+    if plan.changed:
+        changed = collectcache.importers(config.rootpath, plan.changed)
+        touched = set(plan.always) | changed | collectcache.dependents(fresh or {}, changed)
+        sample = sampling.with_files(sample, nodeids, touched)
     keep = sample.selected_set
     deselected = [item for item in items if item.nodeid not in keep]
     if deselected:
@@ -101,6 +120,7 @@ class WorkerSampler:
         collected = [item.nodeid for item in items]
         yield
         cache = None
+        entries: dict[str, Any] = {}
         if self.tracker is not None:  # after the other hooks, as the controller does
             entries = self.tracker.entries(collected)
             cache = {
@@ -111,7 +131,7 @@ class WorkerSampler:
         sample = None
         if self.plan.samples:
             self._sampling = True
-            sample = dataclasses.asdict(sample_items(config, items, self.plan))
+            sample = dataclasses.asdict(sample_items(config, items, self.plan, fresh=entries))
             self._sampling = False
         config.workeroutput[WORKER_KEY] = {  # type: ignore[attr-defined]
             "collected": collected,

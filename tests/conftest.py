@@ -19,19 +19,23 @@ import xdist.plugin  # noqa: F401
 
 import llmharness.harness
 import llmharness.plugin  # noqa: F401
+from llmharness.agents import VARIABLES as AGENT_VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 # Inner runs use no hypothesis; its plugin would import it in every run and xdist worker.
 QUIET = ("-p", "no:hypothesispytest")
-NO_RANDOMLY = "-p no:randomly"
+# anyio (which the mcp extra brings) registers a pytest plugin that imports asyncio in every
+# run: about 0.3 s a process, over the hundreds of runs this suite starts.
+NO_RANDOMLY = "-p no:randomly -p no:anyio"
 
 
 @pytest.fixture(autouse=True)
 def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The outer run's LLMHARNESS_* variables (an agent id, a store) must not reach the runs
-    under test."""
+    under test, nor the variables of a coding agent running this suite (they turn compact
+    output on)."""
     for name in list(os.environ):
-        if name.startswith("LLMHARNESS_"):
+        if name.startswith("LLMHARNESS_") or name in AGENT_VARIABLES:
             monkeypatch.delenv(name)
 
 

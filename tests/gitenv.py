@@ -17,7 +17,7 @@ def agent_env(home: Path, **extra: str) -> dict[str, str]:
         GIT_AUTHOR_EMAIL="agent@example.com",
         GIT_COMMITTER_NAME="agent",
         GIT_COMMITTER_EMAIL="agent@example.com",
-        PYTEST_ADDOPTS="-p no:randomly -p no:cacheprovider",
+        PYTEST_ADDOPTS="-p no:randomly -p no:anyio -p no:cacheprovider",
     )
     env.update(extra)
     return env

@@ -18,7 +18,7 @@ from conftest import QUIET
 
 from llmharness.collectcache import Fingerprints, collection_args, plan, selection_free
 from llmharness.harness import HARNESS_KEY
-from llmharness.sampling import score
+from llmharness.sampling import Sampler, score
 from llmharness.selection import Expression, ExpressionError, Selection
 
 STORE = ".llmharness"
@@ -508,7 +508,7 @@ def test_evaluator_selects_what_pytest_selects(
             raise AssertionError((keyword, markexpr)) from exc
         args = [*(["-k", keyword] if keyword else []), *(["-m", markexpr] if markexpr else [])]
         kept = _pytest_selects(pytester, *args)
-        planned = plan(fingerprints, files, 1.0, "s", select)
+        planned = plan(fingerprints, files, 1.0, Sampler("s"), select)
         for rel, ids in files.items():
             if rel not in planned.known:
                 unknown += 1  # a test whose selection the record cannot tell
