@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from llmharness import agents
+
 
 def agent_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment an agent's shell would have, with `home` as its HOME."""
@@ -19,5 +21,18 @@ def agent_env(home: Path, **extra: str) -> dict[str, str]:
         GIT_COMMITTER_EMAIL="agent@example.com",
         PYTEST_ADDOPTS="-p no:randomly -p no:anyio -p no:cacheprovider",
     )
+    env.update(extra)
+    return env
+
+
+def outside_env(**extra: str) -> dict[str, str]:
+    """This process's environment without llmharness's variables or any coding agent's (which
+    would turn compact output on), plus `extra`."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("LLMHARNESS_") and name not in agents.VARIABLES
+    }
+    env["PYTEST_ADDOPTS"] = "-p no:randomly -p no:anyio"
     env.update(extra)
     return env

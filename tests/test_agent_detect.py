@@ -5,7 +5,6 @@ through the real `python -m pytest` in a child process whose environment each te
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from gitenv import outside_env
 
 from llmharness import agents
 
@@ -22,15 +22,7 @@ HEADLINE = "llmharness: FAILED 7 failed, 318 passed, 1 skipped, 1 xfailed in *"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    """This process's environment without llmharness's or any agent's variables, plus `extra`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("LLMHARNESS_") and name not in agents.VARIABLES
-    }
-    env["PYTEST_ADDOPTS"] = "-p no:randomly"
-    env.update(extra)
-    return env
+    return outside_env(**extra)
 
 
 def _pytest(folder: Path, env: dict[str, str], *args: str) -> tuple[int, list[str]]:

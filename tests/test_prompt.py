@@ -3,12 +3,11 @@ the project's settings, works with no store yet, and a broken llmharness.yaml is
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from llmharness import agents
+from gitenv import outside_env
 
 CONFIG = """\
 fast_fraction: 5%
@@ -22,13 +21,7 @@ known_failures:
 
 
 def _env() -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("LLMHARNESS_") and name not in agents.VARIABLES
-    }
-    env["PYTEST_ADDOPTS"] = "-p no:randomly"
-    return env
+    return outside_env()
 
 
 def _run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ rule), never from the clock."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,21 +15,14 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
-
-from llmharness import agents
+from gitenv import outside_env
 
 DEMO = ROOT / "suites" / "demo"
 NEXT = re.compile(r"^next: full about ([\d.]+) (s|min), --fast \(10%\) about ([\d.]+) (s|min)$")
 
 
 def _env() -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("LLMHARNESS_") and name not in agents.VARIABLES
-    }
-    env["PYTEST_ADDOPTS"] = "-p no:randomly"
-    return env
+    return outside_env()
 
 
 def _run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
