@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from llmharness import integrity, reporting
+from llmharness import integrity, reporting, team
 from llmharness.reader import NoRecordError, Records, Regressions, RunSummary
 
 __all__ = ["main"]
@@ -219,6 +219,9 @@ def _print_summary(summary: RunSummary, records: Records) -> None:
     hint = reporting.next_line(data.get("next"))
     if hint:
         print(hint)
+    covered = team.of_run(records.store, data)
+    if covered is not None and covered["share"] is not None:
+        print(team.coverage_lines(covered)[0])
     notes = [str(note) for note in data.get("notes", ())]
     notes += [records.later_note(run_id) for run_id in records.unfinished_after(summary.run_id)]
     for note in notes[:3]:
@@ -296,8 +299,6 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         return mcp_server.command(args.dir)
     if args.verb == "sample":  # needs no store: any runner's ids in, the sample out
-        from llmharness import team
-
         return team.sample_command(
             args.dir, args.agent_id, args.fast_fraction, args.agents, args.seed
         )
@@ -315,13 +316,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _verb(args: argparse.Namespace, records: Records) -> int:
     if args.verb == "coverage":
-        from llmharness import team
-
         return team.coverage_command(records, args.agents, args.json)
     if args.verb == "summary":
         summary = records.summary(args.run)
         if args.json:
-            _dump(summary.to_json())
+            _dump({**summary.to_json(), "coverage": team.of_run(records.store, summary.data)})
         else:
             _print_summary(summary, records)
         return EXIT_OK

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,10 @@ __all__ = [
     "Assignment",
     "assign",
     "coverage",
+    "coverage_at",
     "coverage_command",
     "coverage_lines",
+    "of_run",
     "sample_command",
     "seed",
 ]
@@ -80,22 +83,37 @@ def coverage(store: Store, rootdir: Path, settings: Settings) -> dict[str, Any]:
     """Which share of the suite at the base has a known outcome there, from this store's runs
     and checks and what `llmharness sync` brought; with a team size, the parts not yet run."""
     version, why = gitinfo.read_version(rootdir, settings.base)
-    data: dict[str, Any] = {
-        "base": None,
+    if version is None or version.base is None:
+        data = _coverage_data(None, settings.agents)
+        data["note"] = why or "no base commit: coverage is counted at the base"
+        return data
+    assignment = assign(settings, version) if settings.agents is not None else Assignment(0)
+    return coverage_at(store, version.base, settings.agents, assignment, seed(settings))
+
+
+def _coverage_data(base: str | None, agents: int | None) -> dict[str, Any]:
+    return {
+        "base": base,
         "tests": None,
         "known": None,
         "share": None,
         "unrun_parts": [],
-        "agents": settings.agents,
+        "agents": agents,
         "parts": [],
         "unrun_files": [],
         "note": None,
     }
-    if version is None or version.base is None:
-        data["note"] = why or "no base commit: coverage is counted at the base"
-        return data
-    base = version.base
-    data["base"] = base
+
+
+def coverage_at(
+    store: Store,
+    base: str,
+    agents: int | None = None,
+    assignment: Assignment | None = None,
+    team_seed: str = sampling.TEAM_SEED,
+) -> dict[str, Any]:
+    """Coverage at commit `base`; with `agents`, by the team's parts as `assignment` rotates."""
+    data = _coverage_data(base, agents)
     knowledge = Knowledge(store)
     suite = knowledge.suite(base)
     if suite is None:
@@ -115,10 +133,9 @@ def coverage(store: Store, rootdir: Path, settings: Settings) -> dict[str, Any]:
         {"file": rel, "tests": files[rel], "unknown": count}
         for rel, count in sorted(unknown_files.items())
     ]
-    if settings.agents is not None:
-        agents = settings.agents
-        sampler = sampling.Sampler(seed(settings), agents)
-        assignment = assign(settings, version)
+    if agents is not None:
+        assignment = assignment or Assignment(0)
+        sampler = sampling.Sampler(team_seed, agents)
         sizes = Counter(sampler.part_of(nodeid) for nodeid in suite)
         missing = Counter(sampler.part_of(nodeid) for nodeid in unknown)
         data["parts"] = [
@@ -132,9 +149,23 @@ def coverage(store: Store, rootdir: Path, settings: Settings) -> dict[str, Any]:
         ]
         data["unrun_parts"] = [part for part in range(agents) if missing[part]]
         data["rotation"] = assignment.rotation
-        if assignment.note:
-            data["note"] = assignment.note
+        data["note"] = assignment.note
     return data
+
+
+def of_run(store: Store, summary: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Coverage at a recorded run's base, by its team (None when the run had no base)."""
+    base = summary.get("base")
+    commit = base.get("commit") if isinstance(base, Mapping) else None
+    if not isinstance(commit, str) or not commit:
+        return None
+    sample = summary.get("sample") or {}
+    agents = sample.get("agents")
+    if not isinstance(agents, int) or agents < 1:
+        return coverage_at(store, commit)
+    rotation = sample.get("rotation")
+    assignment = Assignment(rotation if isinstance(rotation, int) else 0, sample.get("team_note"))
+    return coverage_at(store, commit, agents, assignment, str(sample.get("seed")))
 
 
 def coverage_lines(data: dict[str, Any]) -> list[str]:
