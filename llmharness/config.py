@@ -239,9 +239,10 @@ def _rotation(value: Any) -> int | None:
 
 
 def check_team(settings: Settings) -> None:
-    """With a team size, the agent id must be one of 0..N-1 (raise ConfigError otherwise)."""
+    """With a team size, a sample needs the agent id, one of 0..N-1, and a given id must be
+    one (raise ConfigError otherwise); a plain full run without an id is left alone."""
     agents = settings.agents
-    if agents is None:
+    if agents is None or (settings.agent_id is None and not settings.fast):
         return
     if settings.agent_id is None:
         raise ConfigError(f"--agents {agents}: give each agent --agent-id 0..{agents - 1}")

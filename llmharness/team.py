@@ -207,8 +207,8 @@ def _project(store_root: Path | None) -> Path:
 def _settings(rootdir: Path, cli: dict[str, Any], agent: bool = False) -> Settings | None:
     try:
         settings = load_settings(rootdir, cli, os.environ)
-        if agent:
-            check_team(settings)
+        if agent:  # a sample, as --fast draws it
+            check_team(replace(settings, fast=True))
         return settings
     except ConfigError as exc:
         sys.stderr.write(f"llmharness: {exc}\n")

@@ -303,3 +303,13 @@ def test_a_bad_team_size_or_agent_id_is_a_usage_error_naming_the_flag(
         timeout=60,
     )
     assert sampled.returncode == 2 and flag in sampled.stderr and not sampled.stdout
+
+
+def test_a_team_size_in_the_settings_leaves_a_humans_plain_pytest_alone(tmp_path: Path) -> None:
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
+    (tmp_path / "llmharness.yaml").write_text("agents: 4\n")
+    done = subprocess.run(
+        [str(BIN / "pytest")], cwd=tmp_path, env=agent_env(tmp_path), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout and "llmharness:" not in done.stdout
