@@ -34,6 +34,7 @@ __all__ = [
     "RunInfo",
     "RunSummary",
     "__version__",
+    "coverage",
     "history",
     "regressions",
     "summary",
@@ -77,3 +78,13 @@ def history(directory: PathLike | None = None) -> list[RunInfo]:
     from llmharness.reader import Records
 
     return Records(directory).history()
+
+
+def coverage(run: str | None = None, directory: PathLike | None = None) -> dict[str, Any] | None:
+    """Which share of the suite has a known outcome at a run's base (default: the latest run's),
+    as `llmharness coverage --json` gives it; None when the run had no base."""
+    from llmharness import team
+    from llmharness.reader import Records
+
+    records = Records(directory)
+    return team.of_run(records.store, records.summary(run).data)

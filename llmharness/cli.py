@@ -320,7 +320,7 @@ def _verb(args: argparse.Namespace, records: Records) -> int:
     if args.verb == "summary":
         summary = records.summary(args.run)
         if args.json:
-            _dump({**summary.to_json(), "coverage": team.of_run(records.store, summary.data)})
+            _dump(summary.to_json())
         else:
             _print_summary(summary, records)
         return EXIT_OK

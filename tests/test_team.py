@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from gitenv import agent_env
 
+import llmharness
 from llmharness import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +149,8 @@ def test_ten_agents_run_disjoint_parts_that_cover_the_suite_and_rotate_with_the_
     assert data["share"] == 1.0 and data["unrun_parts"] == []
     summary = upstream.cli(clone, "summary")  # the summary says it too, at the run's base
     assert "coverage at base " in summary.stdout and "100.0% (2,000 of 2,000" in summary.stdout
-    assert json.loads(upstream.cli(clone, "summary", "--json").stdout)["coverage"] == data
+    monkeypatch.chdir(clone)
+    assert llmharness.coverage() == data  # and the Python API
 
     # The same agent on the same base: the same sample, under xdist too.
     again = upstream.pytest(clone, "--fast", "--agents", "10", "--agent-id", "3", "-n", "2")
