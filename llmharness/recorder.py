@@ -703,11 +703,38 @@ class RunRecorder:
             team = getattr(settings, "agents", None)  # a team's agent runs its part
             fraction = 1.0 / team if team else 0.10
         suite = {path: (int(n), seconds) for path, (n, seconds) in self._suite_files.items()}
+        full = facts.sample is None
+        other = self._latest_timing(sampled=full)
         summary["next"] = reporting.next_runs(
-            timing, suite, fraction, budget, settings.fast_collect
+            timing,
+            suite,
+            fraction,
+            budget,
+            settings.fast_collect,
+            full_timing=timing if full else other,
+            fast_timing=other if full else timing,
         )
         if not isinstance(summary.get("regressions"), dict):
             self._write_summary(summary)
+
+    def _latest_timing(self, sampled: bool, look_back: int = 10) -> dict[str, Any] | None:
+        """The `timing` of the latest earlier run that sampled (or ran in full), among the last
+        `look_back` runs: what prices the other kind of run."""
+        for run_id in sorted(self.store.list_runs(), reverse=True)[:look_back]:
+            if run_id == self.run_id:
+                continue
+            data = self.store.read_run_file(run_id, "summary.json")
+            if not data or data.get("status") != "complete":
+                continue
+            timing = data.get("timing")
+            keys = ("record_s", "collect_s", "other_s", "files", "tests")
+            if not isinstance(timing, dict) or not all(
+                isinstance(timing.get(key), (int, float)) for key in keys
+            ):
+                continue
+            if (data.get("sample", {}).get("mode") != "full") == sampled:
+                return timing
+        return None
 
     def _known(self, result: TestResult, when: float) -> Known:
         return Known(result.outcome, self.run_id, self.agent_id, when, result.duration)

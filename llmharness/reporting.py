@@ -425,25 +425,37 @@ def compact_lines(
     return [_fit(line, width) for line in lines[:max_lines]]
 
 
+def _timing_parts(timing: Mapping[str, Any]) -> tuple[float, float, float]:
+    """A run's fixed cost (start-up and record), collection seconds per file it imported, and
+    other seconds per test it ran."""
+    fixed = float(timing.get("startup_s") or 0.0) + float(timing["record_s"])
+    per_file = float(timing["collect_s"]) / max(int(timing["files"]), 1)
+    per_test = float(timing["other_s"]) / max(int(timing["tests"]), 1)
+    return fixed, per_file, per_test
+
+
 def next_runs(
     timing: Mapping[str, Any],
     suite: Mapping[str, tuple[int, float]],
     fraction: float | None,
     budget_s: float | None,
     fast_collect: bool = True,
+    full_timing: Mapping[str, Any] | None = None,
+    fast_timing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """What a full and a --fast run would take next: the known tests' recorded seconds (`suite`:
-    per test file, its tests and their seconds) spread over this run's workers, plus this run's
-    start-up and record time, its collection time per file imported and its other time per
-    test, scaled to what each run would import and run. None when no test is known."""
+    per test file, its tests and their seconds) spread over the workers, plus a run's start-up
+    and record time, its collection time per file imported and its other time per test, scaled
+    to what each run would import and run. Each kind is priced by the `timing` of the latest
+    run of its kind (`full_timing`, `fast_timing`; this run's when there is none): a --fast run
+    builds only the sampled tests of the files it imports, so its collection per file says
+    little of a full run's, and the other way round. None when no test is known."""
     if not suite:
         return None
     workers = max(int(timing.get("workers") or 1), 1)
     tests = sum(count for count, _ in suite.values())
     seconds = sum(spent for _, spent in suite.values())
-    per_file = float(timing["collect_s"]) / max(int(timing["files"]), 1)
-    per_test = float(timing["other_s"]) / max(int(timing["tests"]), 1)
-    fixed = float(timing.get("startup_s") or 0.0) + float(timing["record_s"])
+    fixed, per_file, per_test = _timing_parts(full_timing or timing)
     full = fixed + per_file * len(suite) + seconds / workers + per_test * tests
     share = 1.0 if fraction is None else fraction
     fast_tests_s = seconds * share
@@ -459,6 +471,7 @@ def next_runs(
         else float(len(suite))
     )
     files = max(files, 1.0)
+    fixed, per_file, per_test = _timing_parts(fast_timing or timing)
     fast = fixed + per_file * files + fast_tests_s / workers + per_test * max(share * tests, 1.0)
     return {
         "full_s": round(full, 2),
@@ -469,6 +482,10 @@ def next_runs(
         "files": len(suite),
         "test_time_s": round(seconds, 3),
         "workers": workers,
+        "priced_by": {
+            "full": "this run" if full_timing in (None, timing) else "a full run",
+            "fast": "this run" if fast_timing in (None, timing) else "a --fast run",
+        },
     }
 
 

@@ -90,6 +90,22 @@ def test_after_a_full_run_of_the_demo_the_summary_states_both_costs(tmp_path: Pa
     assert match.group(2) == match.group(4) == "s"  # the demo takes seconds, not minutes
     assert shown_full == pytest.approx(hint["full_s"], abs=0.51)  # "about 4.2 s", "about 34 s"
     assert shown_fast == pytest.approx(hint["fast_s"], abs=0.51)
+    assert hint["priced_by"] == {"full": "this run", "fast": "this run"}
+
+    # After a --fast run, a full run is still priced by the full run's timing: the --fast run
+    # built only the sampled tests of the files it imported.
+    fast_run = _run(demo, "pytest", "--fast", "--agent-id", "7")
+    assert fast_run.returncode in (0, 1), fast_run.stdout
+    after = json.loads(_run(demo, "llmharness", "summary", "--json").stdout)["next"]
+    assert after["priced_by"] == {"full": "a full run", "fast": "this run"}
+    fixed = (timing["startup_s"] or 0.0) + timing["record_s"]
+    priced = (
+        fixed
+        + timing["collect_s"] / timing["files"] * after["files"]
+        + after["test_time_s"] / timing["workers"]
+        + timing["other_s"] / timing["tests"] * after["tests"]
+    )
+    assert after["full_s"] == pytest.approx(priced, abs=0.011)
 
 
 def test_the_compact_lines_say_it_when_a_line_is_free(pytester: pytest.Pytester) -> None:
