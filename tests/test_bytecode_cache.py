@@ -75,7 +75,12 @@ def test_a_pyc_written_right_after_its_source_changed_is_not_kept(
 ) -> None:
     """Python checks a source's mtime in whole seconds: a .pyc written in the second its
     source changed could miss a same-size edit in that second, so the run drops it."""
-    (project / "helper.py").write_text(HELPER)  # changed just now
+    helper = project / "helper.py"
+    helper.write_text(HELPER)
+    # "Changed just now" as the run will see it however slowly a loaded machine starts it: the
+    # source's mtime a little ahead, so the .pyc is written less than 2 s after it.
+    ahead = time.time() + 10
+    os.utime(helper, (ahead, ahead))
     assert _run(pytester, monkeypatch, "--agent-id", "1") == 0
     names = {Path(name).name for name in _pycs(project / ".llmharness" / "pycache")}
     assert not any(n.startswith("helper.") for n in names), names
