@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,19 @@ def _load_generator() -> ModuleType:
 def generate() -> ModuleType:
     """suites/generate.py: `synthetic(root, files, tests_per_file, ...)` and `messy(root)`."""
     return _load_generator()
+
+
+@pytest.fixture
+def demo(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A copy of the demo in pytester's folder, which is the rootdir (the demo's pytest.ini),
+    without what earlier runs in the source tree left there."""
+    shutil.copytree(
+        ROOT / "suites" / "demo",
+        pytester.path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".llmharness", ".pytest_cache", "__pycache__"),
+    )
+    return pytester
 
 
 @pytest.fixture

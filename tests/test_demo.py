@@ -4,13 +4,11 @@ runs it: `pytest --agent-id 7` in the demo's folder, then `llmharness summary`, 
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import run_cli
 
-DEMO = ROOT / "suites" / "demo"
 # The five planted bugs fail 7 of the 327 tests (suites/README.md).
 HEADLINE = "llmharness: FAILED 7 failed, 318 passed, 1 skipped, 1 xfailed in *"
 # The counts of a sample's headline, e.g. "FAILED 1 failed, 36 passed, 1 skipped in 0.3s (fast".
@@ -19,19 +17,6 @@ COUNT = re.compile(r"(\d+) (failed|passed|skipped|xfailed|xpassed|errors?)\b")
 
 def _nonempty(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.strip()]
-
-
-@pytest.fixture
-def demo(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A copy of the demo in pytester's folder, which is the rootdir (the demo's pytest.ini),
-    without what earlier runs in the source tree left there."""
-    shutil.copytree(
-        DEMO,
-        pytester.path,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(".llmharness", ".pytest_cache", "__pycache__"),
-    )
-    return pytester
 
 
 def _pytest(demo: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -8,33 +8,20 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import run_cli
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 
-DEMO = ROOT / "suites" / "demo"
 FAST_HEADLINE = re.compile(r"llmharness: .* \(fast 10%: \d+ of 327, agent 7, seed \w+, run (\S+)\)")
 FULL_HEADLINE = re.compile(r"llmharness: FAILED .* \(full run, agent 7, seed \w+, run (\S+)\)")
 TOOLS = {"run_tests", "summary", "regressions", "show", "history"}
-
-
-@pytest.fixture
-def demo(pytester: pytest.Pytester) -> pytest.Pytester:
-    shutil.copytree(
-        DEMO,
-        pytester.path,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(".llmharness", ".pytest_cache", "__pycache__"),
-    )
-    return pytester
 
 
 def _text(result: CallToolResult) -> str:
