@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -914,8 +915,42 @@ REAL_PROJECTS = (
     ),
 )
 REAL_BY_NAME = {project.name: project for project in REAL_PROJECTS}
+
+
+@dataclass(frozen=True)
+class BrokenProject:
+    """A real project's suite run against its own source with bugs put in: a real suite with
+    hundreds of failures (the goal that a failing run ends soon after its reported time)."""
+
+    name: str  # as `--suites` names it
+    project: str  # the RealProject whose sdist, venvs and paths it uses
+    src: str  # put first on PYTHONPATH, so the tests import the broken source
+    edits: tuple[tuple[str, str, str], ...]  # (file, text, replacement), each found once
+    note: str
+
+
+BROKEN_PROJECTS = (
+    BrokenProject(
+        "packaging-failing",
+        "packaging",
+        "src",
+        (
+            (
+                "src/packaging/specifiers.py",
+                "    op_str, ver_str = specifier._spec\n",
+                "    op_str, ver_str = specifier._spec\n"
+                '    if op_str != "~=" and len(ver_str) % 2:  # bench: a bug put in\n'
+                '        return op_str == "!=" and ver_str.endswith("0")\n',
+            ),
+        ),
+        "the fast path of version specifiers broken for odd-length versions",
+    ),
+)
+BROKEN_BY_NAME = {broken.name: broken for broken in BROKEN_PROJECTS}
 SYNTHETIC_SUITES = ("pass", "assert", "failing")
-WHERE_SUITES = (*SYNTHETIC_SUITES, *REAL_BY_NAME)
+WHERE_SUITES = (*SYNTHETIC_SUITES, *REAL_BY_NAME, *BROKEN_BY_NAME)
+# The suites some of whose tests fail on purpose: their runs exit 1 and are timed to the end.
+FAILING_SUITES = ("failing", *BROKEN_BY_NAME)
 
 
 @dataclass(frozen=True)
@@ -928,6 +963,7 @@ class WhereSuite:
     modes: tuple[str, ...]
     paths: tuple[str, ...] = ()
     describe: str = ""
+    env: tuple[tuple[str, str], ...] = ()  # set for each of its runs
 
 
 @dataclass
@@ -1081,7 +1117,8 @@ def prepare_where(
     suites: list[WhereSuite] = []
     facts: dict[str, Any] = {}
     for name in names:
-        project = REAL_BY_NAME.get(name)
+        broken = BROKEN_BY_NAME.get(name)
+        project = REAL_BY_NAME.get(broken.project if broken else name)
         if project is None:
             rate = FAILING_RATE if name == "failing" else args.fail_rate
             write = generate if name == "pass" else write_assert_suite
@@ -1103,6 +1140,8 @@ def prepare_where(
             folder = root / f"{name}-{state.folder}"
             shutil.rmtree(folder, ignore_errors=True)
             shutil.copytree(tree, folder)
+            if broken is not None:
+                break_source(folder, broken)
             make_repo(folder)
         facts[name] = {"version": project.version, "sdist": str(tree), "paths": paths, **built}
         describe = f"{project.name} {project.version}: " + (
@@ -1112,10 +1151,23 @@ def prepare_where(
             describe += " (--quick)"
         elif project.note:
             describe += f" ({project.note})"
-        suites.append(
-            WhereSuite(name, f"real-{name}", f"real-{name}-llmh", ALL_MODES, paths, describe)
-        )
+        if broken is not None:
+            describe += f"; {broken.note}"
+        venv = f"real-{project.name}"
+        modes = FAILING_MODES if broken else ALL_MODES
+        suite_env = (("PYTHONPATH", broken.src),) if broken else ()
+        suites.append(WhereSuite(name, venv, f"{venv}-llmh", modes, paths, describe, suite_env))
     return suites, facts
+
+
+def break_source(tree: Path, broken: BrokenProject) -> None:
+    """Put the bugs of `broken` into the project's source tree at `tree`."""
+    for rel, text, replacement in broken.edits:
+        path = tree / rel
+        source = path.read_text(encoding="utf-8")
+        if source.count(text) != 1:
+            sys.exit(f"bench: {broken.name}: {rel} no longer has the text to edit once")
+        path.write_text(source.replace(text, replacement), encoding="utf-8")
 
 
 def where_command(
@@ -1168,7 +1220,8 @@ def bench_where(
 
     def once(cell: Cell, command: list[str], label: str) -> tuple[Sample, dict[str, Any]]:
         log = logs / f"{cell.key}.txt"
-        sample = measure(command, cell.folder, cell.state.apply(env), log, timeout)
+        child_env = {**cell.state.apply(env), **dict(cell.suite.env)}
+        sample = measure(command, cell.folder, child_env, log, timeout)
         check_exit(sample, command, log)
         timing = run_timing(cell, sample) if cell.mode.store else {}
         # A plugin that breaks can leave pytest's exit code at 1 with nothing recorded: such a
@@ -1821,20 +1874,21 @@ def where_report(data: dict[str, Any], cells: Sequence[Cell]) -> list[str]:
         "fast10 that is a full plain run; ran: tests the last run ran, by its store; run KB: "
         "that run's folder as written; load: median 1-minute load average at the runs' starts)"
     )
-    failing = [cell for cell in cells if cell.suite.name == "failing" and cell.mode.store]
+    failing = [cell for cell in cells if cell.suite.name in FAILING_SUITES and cell.mode.store]
     if failing:
         lines += [
             "",
-            "the failing suite's runs: their own reported duration (summary.json duration_s) "
+            "the failing suites' runs: their own reported duration (summary.json duration_s) "
             "against the process's wall time",
         ]
-        header = ["PYTHONDONTWRITEBYTECODE", "variant", "wall s", "reported s"]
+        header = ["suite", "PYTHONDONTWRITEBYTECODE", "variant", "wall s", "reported s"]
         header += ["wall - reported s", "(max)", "after summary.json s", "load"]
         rows = [header]
         for cell in failing:
             gaps = [t["gap_s"] for t in cell.timings if t.get("reported_s") is not None]
             rows.append(
                 [
+                    cell.suite.name,
                     cell.state.name,
                     cell.mode.name,
                     fmt(cell.result.median_s),
@@ -1845,7 +1899,7 @@ def where_report(data: dict[str, Any], cells: Sequence[Cell]) -> list[str]:
                     fmt(statistics.median(cell.loads), ".1f"),
                 ]
             )
-        lines.append(table(rows, set(range(2, 8))))
+        lines.append(table(rows, set(range(3, 9))))
         lines.append(
             "(wall - reported: start-up before the recorder starts plus what runs after it wrote "
             "summary.json; after summary.json: the second part alone)"
@@ -1977,7 +2031,7 @@ def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dic
                 GOAL_WHERE_FAST1,
             )
     for suite in suites:
-        if suite != "failing" and (suite, "1", "full") in found:
+        if suite not in FAILING_SUITES and (suite, "1", "full") in found:
             check(
                 f"full recorded run <= {GOAL_WHERE_FULL_NOPYC}x plain pytest, {suite}, "
                 "PYTHONDONTWRITEBYTECODE=1, second run onwards",
@@ -2009,14 +2063,15 @@ def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dic
                 {mode: x(suite, state, mode, "x_plain_rss") for mode in ("full", "agent")},
                 GOAL_REAL_RSS,
             )
-    for state in states:
-        cell = found.get(("failing", state, "agent"))
+    for suite, state in itertools.product(FAILING_SUITES, states):
+        cell = found.get((suite, state, "agent"))
         if cell is not None:
             gaps = [t["gap_s"] for t in cell.timings if t.get("reported_s") is not None]
             failures = (cell.store.get("counts") or {}).get("failed", 0)
             check(
-                f"compact failing run ({failures} failures) ends within {GOAL_END_GAP_S} s of "
-                f"its reported time (median wall - duration_s), PYTHONDONTWRITEBYTECODE={state}",
+                f"compact run of {suite} ({failures} failures) ends within {GOAL_END_GAP_S} s "
+                f"of its reported time (median wall - duration_s), "
+                f"PYTHONDONTWRITEBYTECODE={state}",
                 {"gap s": median_of(gaps)},
                 GOAL_END_GAP_S,
             )
