@@ -38,7 +38,7 @@ def fast_and_slow(pytester: pytest.Pytester) -> None:
         import time, pytest
         @pytest.mark.parametrize("i", range(10))
         def test_slow(i):
-            time.sleep(1)
+            time.sleep(0.4)
         """,
     )
 
@@ -51,26 +51,26 @@ def test_budget_sample_fits_recorded_durations(
     durations = _index_durations(pytester.path)
     assert len(durations) == 210
 
-    first = pytester.runpytest("--fast-budget", "3", "--agent-id", "1")
+    first = pytester.runpytest("--fast-budget", "1.2", "--agent-id", "1")
     assert first.ret == 0
     chosen = set(_results(pytester.path))
     assert chosen
-    assert sum(durations[nodeid] for nodeid in chosen) <= 3.0
+    assert sum(durations[nodeid] for nodeid in chosen) <= 1.2
     assert sum(nodeid.startswith("test_slow") for nodeid in chosen) <= 3
     summary = cli_json(pytester, "summary")
     assert summary["sample"]["mode"] == "budget"
-    assert summary["sample"]["expected_s"] <= 3.0
+    assert summary["sample"]["expected_s"] <= 1.2
     assert summary["sample"]["selected"] == len(chosen)
     first.stdout.fnmatch_lines(
         [
-            f"llmharness: PASSED {len(chosen)} passed in *(fast budget 3s, expect *s: "
+            f"llmharness: PASSED {len(chosen)} passed in *(fast budget 1.2s, expect *s: "
             f"{len(chosen)} of 210, agent 1, seed *"
         ]
     )
 
-    pytester.runpytest("--fast-budget", "3", "--agent-id", "1")
+    pytester.runpytest("--fast-budget", "1.2", "--agent-id", "1")
     assert set(_results(pytester.path)) == chosen
-    pytester.runpytest("--fast-budget", "3", "--agent-id", "2")
+    pytester.runpytest("--fast-budget", "1.2", "--agent-id", "2")
     assert set(_results(pytester.path)) != chosen
 
 
@@ -80,11 +80,11 @@ def test_budget_with_fraction_cuts_the_fraction_sample(
     pytester.runpytest_subprocess("-n", "2")
     pytester.runpytest("--fast-fraction", "50%", "--agent-id", "1")
     half = set(_results(pytester.path))
-    pytester.runpytest("--fast-fraction", "50%", "--fast-budget", "2", "--agent-id", "1")
+    pytester.runpytest("--fast-fraction", "50%", "--fast-budget", "0.8", "--agent-id", "1")
     cut = set(_results(pytester.path))
     assert cut and cut <= half and len(cut) < len(half)
     durations = _index_durations(pytester.path)
-    assert sum(durations[nodeid] for nodeid in cut) <= 2.0
+    assert sum(durations[nodeid] for nodeid in cut) <= 0.8
 
 
 def test_never_timed_tests_cost_the_median_or_the_default(pytester: pytest.Pytester) -> None:
