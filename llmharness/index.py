@@ -99,6 +99,10 @@ def read_whole(data: Any, dropped: list[str]) -> dict[str, Known] | None:
     return index
 
 
+# One encoder for every entry: json.dumps with separators given builds a new one each call.
+_encode_entry = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(entries: Iterable[tuple[str, Known]]) -> Iterator[bytes]:
     """The file's bytes for `entries`, a chunk at a time."""
     yield _HEAD.encode()
@@ -106,7 +110,7 @@ def encode(entries: Iterable[tuple[str, Known]]) -> Iterator[bytes]:
     for nodeid, known in entries:
         entry = [known.outcome, known.run_id, known.agent_id, round(known.when, 3)]
         entry.append(round(known.duration, 6))
-        line = f"{separator}{json.dumps(nodeid)}:{json.dumps(entry, separators=(',', ':'))}"
+        line = f"{separator}{json.dumps(nodeid)}:{_encode_entry(entry)}"
         yield line.encode("utf-8", "surrogatepass")
         separator = ",\n"
     yield ("\n" + _TAIL).encode()
