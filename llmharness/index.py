@@ -9,7 +9,9 @@ entry, merge it with its own result, write it) without holding a large suite's i
     }}
 
 Each entry is `[outcome, run id, agent id or null, when (epoch s), duration (s)]`. Any other
-layout that is the same JSON (an older or hand-edited file) is read whole instead.
+layout that is the same JSON (an older or hand-edited file) is read whole instead. An entry read
+from the file and written back unchanged is copied as it was read, so a run of a few tests
+encodes only its own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["INDEX_FILE", "IndexBroken", "Known", "encode", "read_entries", "read_whole"]
+__all__ = ["INDEX_FILE", "Entry", "IndexBroken", "Known", "encode", "read_entries", "read_whole"]
 
 INDEX_FILE = "index.json"
 SCHEMA = 1
@@ -41,6 +43,15 @@ class Known(NamedTuple):
     duration: float
 
 
+class Entry(NamedTuple):
+    """One test's line of the file: its node id, its Known and, when read from a file, the line
+    as it was there (without its separator), which is written back as is."""
+
+    nodeid: str
+    known: Known
+    text: str | None = None
+
+
 def _known(entry: Any) -> Known | None:
     """An entry `[outcome, run id, agent, when, duration]` as a Known, if it is well formed."""
     if not isinstance(entry, list) or len(entry) != 5:
@@ -56,7 +67,7 @@ def _known(entry: Any) -> Known | None:
         return None
 
 
-def read_entries(path: Path, dropped: list[str]) -> Iterator[tuple[str, Known]]:
+def read_entries(path: Path, dropped: list[str]) -> Iterator[Entry]:
     """The entries of a file in the one-entry-a-line layout, streamed; each malformed entry's
     node id is appended to `dropped`. Raises IndexBroken (after yielding some entries) when
     the file is not in that layout, OSError when it cannot be read."""
@@ -70,8 +81,9 @@ def read_entries(path: Path, dropped: list[str]) -> Iterator[tuple[str, Known]]:
                 return
             if line == "\n":
                 continue
+            text = line.rstrip("\n").removesuffix(",")
             try:
-                pair = json.loads("{" + line.rstrip("\n").removesuffix(",") + "}")
+                pair = json.loads("{" + text + "}")
             except ValueError:
                 raise IndexBroken(f"{path}: a line that is not one entry") from None
             if not isinstance(pair, dict) or len(pair) != 1:
@@ -81,7 +93,7 @@ def read_entries(path: Path, dropped: list[str]) -> Iterator[tuple[str, Known]]:
             if known is None:
                 dropped.append(nodeid)
             else:
-                yield nodeid, known
+                yield Entry(nodeid, known, text)
     raise IndexBroken(f"{path}: no closing line")
 
 
@@ -103,14 +115,15 @@ def read_whole(data: Any, dropped: list[str]) -> dict[str, Known] | None:
 _encode_entry = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def encode(entries: Iterable[tuple[str, Known]]) -> Iterator[bytes]:
+def encode(entries: Iterable[Entry]) -> Iterator[bytes]:
     """The file's bytes for `entries`, a chunk at a time."""
     yield _HEAD.encode()
     separator = ""
-    for nodeid, known in entries:
-        entry = [known.outcome, known.run_id, known.agent_id, round(known.when, 3)]
-        entry.append(round(known.duration, 6))
-        line = f"{separator}{json.dumps(nodeid)}:{_encode_entry(entry)}"
-        yield line.encode("utf-8", "surrogatepass")
+    for nodeid, known, text in entries:
+        if text is None:
+            entry = [known.outcome, known.run_id, known.agent_id, round(known.when, 3)]
+            entry.append(round(known.duration, 6))
+            text = f"{json.dumps(nodeid)}:{_encode_entry(entry)}"
+        yield f"{separator}{text}".encode("utf-8", "surrogatepass")
         separator = ",\n"
     yield ("\n" + _TAIL).encode()

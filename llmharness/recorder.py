@@ -39,7 +39,7 @@ from llmharness import diff as diffing
 from llmharness.config import KnownFailure, Settings
 from llmharness.diagnostics import Diagnostics
 from llmharness.gitinfo import CodeVersion
-from llmharness.index import IndexBroken, Known
+from llmharness.index import Entry, IndexBroken, Known
 from llmharness.reasons import describe_failure
 from llmharness.reporting import FAILING, TestResult
 from llmharness.sampling import Sample
@@ -494,7 +494,8 @@ class RunRecorder:
                     known = self.store.index_entries()
                     regressions = self._merge_index(known, failed_files, facts, finished)
                 except IndexBroken:  # found broken partway: load_index reports and sets aside
-                    known = iter(self.store.load_index().items())
+                    loaded = self.store.load_index()
+                    known = (Entry(nodeid, before) for nodeid, before in loaded.items())
                     regressions = self._merge_index(known, failed_files, facts, finished)
                 summary["regressions"] = regressions
                 if version is not None and facts.tamper_reason is None:  # a lie is not knowledge
@@ -619,7 +620,7 @@ class RunRecorder:
 
     def _merge_index(
         self,
-        known: Iterator[tuple[str, Known]],
+        known: Iterator[Entry],
         failed_files: set[str],
         facts: RunFacts,
         when: float,
@@ -635,21 +636,22 @@ class RunRecorder:
         gone = self._vanishing(facts, failed_files) if complete else None
         self._suite_files = {}
 
-        def merged() -> Iterator[tuple[str, Known]]:
-            for nodeid, before in known:
+        def merged() -> Iterator[Entry]:
+            for entry in known:
+                nodeid, before = entry.nodeid, entry.known
                 run_ids.add(before.run_id)
                 builder.known(nodeid)
                 result = results.get(nodeid)
                 if result is not None:
                     seen.add(nodeid)
                     builder.compare(result, before)
-                    yield nodeid, self._known(result, when)
+                    yield Entry(nodeid, self._known(result, when))
                 elif gone is None or not gone(nodeid):
-                    yield nodeid, before
+                    yield entry  # unchanged: written back as it was read
             for nodeid, result in results.items():
                 if nodeid not in seen:
                     builder.compare(result, None)
-                    yield nodeid, self._known(result, when)
+                    yield Entry(nodeid, self._known(result, when))
 
         if results:
             self.store.save_index(self._tallied(merged()))
@@ -660,19 +662,21 @@ class RunRecorder:
         data["not_reached"] = len(facts.not_reached)
         return data
 
-    def _tallied(self, entries: Iterator[tuple[str, Known]]) -> Iterator[tuple[str, Known]]:
+    def _tallied(self, entries: Iterator[Entry]) -> Iterator[Entry]:
         """The index's entries, each counted on its way to the file: the known tests of each
         test file and their recorded seconds, what the next runs would cost."""
         files = self._suite_files
-        for nodeid, known in entries:
-            seconds = known.duration if 0.0 <= known.duration < math.inf else 0.0
-            tally = files.get(nodeid.partition("::")[0])
+        for entry in entries:
+            duration = entry.known.duration
+            seconds = duration if 0.0 <= duration < math.inf else 0.0
+            path = entry.nodeid.partition("::")[0]
+            tally = files.get(path)
             if tally is None:
-                files[nodeid.partition("::")[0]] = [1, seconds]
+                files[path] = [1, seconds]
             else:
                 tally[0] += 1
                 tally[1] += seconds
-            yield nodeid, known
+            yield entry
 
     def _next_runs(self, summary: dict[str, Any], facts: RunFacts, record_s: float) -> None:
         """The run's own timing and, from it and the recorded durations, what a full and a

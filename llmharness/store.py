@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmharness import index
-from llmharness.index import INDEX_FILE, IndexBroken, Known
+from llmharness.index import INDEX_FILE, Entry, IndexBroken, Known
 
 __all__ = [
     "INDEX_FILE",
@@ -230,7 +230,7 @@ class Store:
         return True
 
     # -- the last-known-outcome index --------------------------------------------------
-    def index_entries(self) -> Iterator[tuple[str, Known]]:
+    def index_entries(self) -> Iterator[Entry]:
         """Each test's last known outcome, streamed (see `llmharness.index`). Raises IndexBroken
         when the file turns out broken partway: the entries given so far are then not to be
         trusted, and `load_index` (which reports the file and sets it aside) is the way on."""
@@ -250,7 +250,7 @@ class Store:
     def load_index(self) -> dict[str, Known]:
         """The whole index in memory, whatever its layout; a broken file is set aside."""
         with contextlib.suppress(IndexBroken):
-            return dict(self.index_entries())
+            return {entry.nodeid: entry.known for entry in self.index_entries()}
         path = self.root / INDEX_FILE
         data = self.read_json(path, lambda d: isinstance(d.get("tests"), dict))
         dropped: list[str] = []
@@ -259,12 +259,13 @@ class Store:
             self.set_aside(path, f"{len(dropped)} malformed entries")
         return entries
 
-    def save_index(self, entries: Mapping[str, Known] | Iterable[tuple[str, Known]]) -> bool:
+    def save_index(self, entries: Mapping[str, Known] | Iterable[Entry]) -> bool:
         """Write the index atomically from its entries, streamed as they come."""
-        pairs = entries.items() if isinstance(entries, Mapping) else entries
+        if isinstance(entries, Mapping):
+            entries = (Entry(nodeid, known) for nodeid, known in entries.items())
         path = self.root / INDEX_FILE
         try:
-            _atomic_write_chunks(path, index.encode(pairs))
+            _atomic_write_chunks(path, index.encode(entries))
         except OSError as exc:
             self._warn(f"{path}: could not write ({exc.strerror or exc}); previous data kept")
             return False

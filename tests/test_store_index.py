@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llmharness.index import Entry
 from llmharness.store import IndexBroken, Known, Store
 
 
@@ -62,8 +63,9 @@ def test_entries_stream_back_what_was_saved_from_a_stream(tmp_path: Path) -> Non
     store = Store(tmp_path)
     store.ensure()
     index = _index(4_999)
-    assert store.save_index(pair for pair in index.items())  # a generator, not a mapping
-    assert dict(store.index_entries()) == index == store.load_index()
+    assert store.save_index(Entry(*pair) for pair in index.items())  # a generator, not a mapping
+    streamed = {entry.nodeid: entry.known for entry in store.index_entries()}
+    assert streamed == index == store.load_index()
 
 
 def test_a_line_broken_partway_stops_the_stream(tmp_path: Path) -> None:
@@ -105,3 +107,29 @@ def test_non_finite_durations_round_trip(tmp_path: Path) -> None:
     assert store.save_index(index)
     assert "Infinity" in (tmp_path / "index.json").read_text(errors="surrogatepass")
     assert store.load_index() == index
+
+
+def test_a_run_of_one_file_rewrites_only_its_own_entries(pytester: pytest.Pytester) -> None:
+    """Entries of tests the run did not run are written back exactly as they were read (even in
+    a spelling of their own); the run's own tests get its outcomes."""
+    pytester.makepyfile(
+        test_a="import pytest\n@pytest.mark.parametrize('i', range(30))\ndef test_a(i): pass\n",
+        test_b="def test_b(): assert False\n",
+    )
+    assert pytester.runpytest_subprocess().ret == 1
+    path = pytester.path / ".llmharness" / "index.json"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    # A hand-edited line: the same entry spelled with spaces, still one entry a line.
+    first = next(i for i, line in enumerate(lines) if "test_a.py::test_a[0]" in line)
+    lines[first] = lines[first].removesuffix(",\n").replace(",", ", ") + ",\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    before = [line for line in lines if "test_a.py" in line]
+
+    pytester.makepyfile(test_b="def test_b(): pass\n")
+    assert pytester.runpytest_subprocess("test_b.py").ret == 0
+    after = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert [line for line in after if "test_a.py" in line] == before
+    data = json.loads(path.read_text(encoding="utf-8"))["tests"]
+    run_id = json.loads((pytester.path / ".llmharness/last/summary.json").read_text())["run_id"]
+    assert data["test_b.py::test_b"][:2] == ["passed", run_id]
+    assert len(data) == 31 and data["test_a.py::test_a[0]"][0] == "passed"
