@@ -389,25 +389,25 @@ def progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def load_agents() -> ModuleType:
-    """llmharness's agent detector (standard library only), for the variables it reads."""
-    path = REPO / "llmharness" / "agents.py"
-    spec = importlib.util.spec_from_file_location("llmharness_agents", path)
+def load_module(rel: str, name: str) -> ModuleType:
+    """A module of this repository by its path, without installing or importing the package
+    (the modules loaded so use the standard library only)."""
+    path = REPO / rel
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         sys.exit(f"bench: cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_agents() -> ModuleType:
+    """llmharness's agent detector, for the variables it reads."""
+    return load_module("llmharness/agents.py", "llmharness_agents")
 
 
 def load_generator() -> ModuleType:
-    path = REPO / "suites" / "generate.py"
-    spec = importlib.util.spec_from_file_location("llmharness_suite_generate", path)
-    if spec is None or spec.loader is None:
-        sys.exit(f"bench: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("suites/generate.py", "llmharness_suite_generate")
 
 
 def generate(
@@ -924,7 +924,7 @@ class BrokenProject:
 
     name: str  # as `--suites` names it
     project: str  # the RealProject whose sdist, venvs and paths it uses
-    src: str  # put first on PYTHONPATH, so the tests import the broken source
+    src: str  # set as PYTHONPATH, so the tests import the broken source
     edits: tuple[tuple[str, str, str], ...]  # (file, text, replacement), each found once
     note: str
     # --quick: a smoke test of the suite (a few failures), not of the goal (hundreds).
@@ -2044,12 +2044,12 @@ def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dic
                 GOAL_WHERE_FULL_NOPYC,
             )
     states = list(dict.fromkeys(cell.state.name for cell in cells))
-    for state in states:
-        if ("failing", state, "agent") in found:
+    for suite, state in itertools.product(FAILING_SUITES, states):
+        if (suite, state, "agent") in found:
             check(
-                f"compact full run with 1% failing <= {GOAL_COMPACT_FAILING}x plain pytest -q, "
+                f"compact full run of {suite} <= {GOAL_COMPACT_FAILING}x plain pytest -q, "
                 f"PYTHONDONTWRITEBYTECODE={state}",
-                {"agent": x("failing", state, "agent")},
+                {"agent": x(suite, state, "agent")},
                 GOAL_COMPACT_FAILING,
             )
     for suite in suites:
