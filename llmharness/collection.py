@@ -533,6 +533,17 @@ class CollectionTracker:
         self._keywords = {}
 
 
+def collected_cleanly(config: pytest.Config, report: pytest.CollectReport) -> bool:
+    """Whether `report` is of a test file that was collected and says what the file holds: the
+    known tests of such a file that it did not yield are gone. Not so under --lf once pytest
+    has found a last failure (it registers "lfplugin-collskip" then): it reports the other files
+    as collected and empty without importing them, and leaves the tests that passed out of the
+    files it collects."""
+    if not report.passed or "::" in report.nodeid:
+        return False
+    return not config.pluginmanager.has_plugin("lfplugin-collskip")
+
+
 def _selection(config: pytest.Config) -> selection.Selection | None:
     """The run's -k and -m, when given and evaluable."""
     try:

@@ -271,7 +271,7 @@ class Harness:
             self.recorder.collection_error(report.nodeid, report.longrepr)
         elif report.skipped:
             self.recorder.collection_skip(report.nodeid, report.longrepr)
-        elif "::" not in report.nodeid:
+        elif collection.collected_cleanly(self.config, report):
             if self.collected_files is None:
                 self.collected_files = set()
             self.collected_files.add(report.nodeid)

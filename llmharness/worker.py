@@ -106,7 +106,7 @@ class WorkerSampler:
             )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.passed and "::" not in report.nodeid:
+        if collection.collected_cleanly(self.config, report):
             self.files.add(report.nodeid)
 
     def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:

@@ -133,3 +133,33 @@ def test_a_run_of_one_file_rewrites_only_its_own_entries(pytester: pytest.Pytest
     run_id = json.loads((pytester.path / ".llmharness/last/summary.json").read_text())["run_id"]
     assert data["test_b.py::test_b"][:2] == ["passed", run_id]
     assert len(data) == 31 and data["test_a.py::test_a[0]"][0] == "passed"
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "n2"])
+def test_a_last_failed_run_keeps_what_is_known_of_the_files_it_skipped(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """--lf reports the files without a last failure as collected and empty, without importing
+    them: their tests are not gone from the suite, and the index keeps them."""
+    pytester.makepyfile(
+        test_a="import pytest\n@pytest.mark.parametrize('i', range(5))\ndef test_a(i): pass\n",
+        test_b="def test_b(): assert False\ndef test_c(): pass\n",
+    )
+    assert pytester.runpytest_subprocess(*workers).ret == 1
+    path = pytester.path / ".llmharness" / "index.json"
+    assert len(json.loads(path.read_text())["tests"]) == 7
+    result = pytester.runpytest_subprocess("--lf", *workers)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*1 failed*"])
+    known = json.loads(path.read_text())["tests"]
+    tests = [
+        *(f"test_a.py::test_a[{i}]" for i in range(5)),
+        "test_b.py::test_b",
+        "test_b.py::test_c",
+    ]
+    assert sorted(known) == tests  # test_c, which passed, is left out of test_b.py's collection
+    assert known["test_a.py::test_a[3]"][0] == known["test_b.py::test_c"][0] == "passed"
+    # A file emptied of its tests, in a run that collects it, still loses them.
+    pytester.makepyfile(test_a="", test_b="def test_b(): pass\n")
+    assert pytester.runpytest_subprocess(*workers).ret == 0
+    assert sorted(json.loads(path.read_text())["tests"]) == ["test_b.py::test_b"]
