@@ -120,6 +120,7 @@ class Harness:
         self.signals = Signals()
         self.progress = Progress(settings.progress_interval, self.started)
         self.stopped_at_limit = False
+        self.user_interrupt = False  # Ctrl-C or a termination signal, not a stop by pytest
         self._due = self._next_due()
         self.session: pytest.Session | None = None
         self.summary: dict[str, Any] | None = None
@@ -337,11 +338,19 @@ class Harness:
             self._selected = [item.nodeid for item in self._selected_items]
         return self._selected
 
-    def _facts(self, exitstatus: int, status: str, notes: list[str]) -> RunFacts:
+    def _not_reached(self) -> list[str]:
+        """The tests this run selected to run that it did not finish."""
         selected = self.selected
-        not_reached: list[str] = []
-        if self.stopped_at_limit and selected is not None:
-            not_reached = [nodeid for nodeid in selected if nodeid not in self.recorder.results]
+        if selected is None:
+            return []
+        self.recorder.flush_pending()  # a test with an outcome but no teardown report ran
+        done = self.recorder.results
+        return [nodeid for nodeid in selected if nodeid not in done]
+
+    def _facts(
+        self, exitstatus: int, status: str, notes: list[str], not_reached: list[str] | None = None
+    ) -> RunFacts:
+        selected = self.selected
         bytecode_cache = None
         if self.bytecode is not None:
             bytecode_cache = {"folder": str(self.bytecode.root)}
@@ -360,7 +369,7 @@ class Harness:
             deselected=self.deselected,
             selected=len(selected) if selected is not None else None,
             uncollected=self.uncollected,
-            not_reached=not_reached,
+            not_reached=not_reached or [],
             notes=notes,
             warnings=self.warnings,
             bytecode=bytecode_cache,
@@ -458,16 +467,40 @@ class Harness:
         self.recorder.log.event("INTERNALERROR", message=reporting.sanitize(last, 300))
 
     # -- the end -----------------------------------------------------------------------
-    def _status(self, exitstatus: int) -> str:
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # pytest calls this for its own stops too (`session.shouldstop` raises a subclass).
+        if type(excinfo.value) is KeyboardInterrupt:
+            self.user_interrupt = True
+
+    def _stop_reason(self, session: pytest.Session) -> str | None:
+        """Why pytest or a plugin ended the session early (-x, --maxfail, --stepwise, xdist's
+        own stop), if one did; None for a user's interrupt and for llmharness's time limit."""
+        if self.stopped_at_limit or self.user_interrupt or self.signals.received is not None:
+            return None
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        for reason in (session.shouldfail, session.shouldstop, getattr(dsession, "shouldstop", 0)):
+            # xdist stops this way too when a worker got Ctrl-C: that is an interrupt.
+            if isinstance(reason, str) and "keyboard-interrupt" in reason:
+                return None
+            if reason:
+                return reason if isinstance(reason, str) else "a plugin stopped the session"
+        return None
+
+    def _status(self, exitstatus: int, stop_reason: str | None, not_reached: list[str]) -> str:
         if self.stopped_at_limit:
             return "time-limit"
-        if exitstatus == _EXIT_INTERRUPTED:
-            return "interrupted"
         if exitstatus == _EXIT_INTERNAL:
             return "internal-error"
+        if not_reached and (stop_reason is not None or exitstatus != _EXIT_INTERRUPTED):
+            # Stopped on purpose, or a plugin left tests unrun: either way not complete.
+            return "stopped"
+        if exitstatus == _EXIT_INTERRUPTED:
+            return "interrupted"
         return "complete"
 
-    def _notes(self, exitstatus: int) -> list[str]:
+    def _notes(
+        self, exitstatus: int, status: str, stop_reason: str | None, not_reached: list[str]
+    ) -> list[str]:
         notes = []
         recorder = self.recorder
         if self.signals.received is not None:
@@ -491,6 +524,13 @@ class Harness:
             )
             recorder.log.event("TIMEOUT", message=text)
             notes.append(f"TIMEOUT {text}")
+        if status == "stopped":
+            total = len(recorder.results) + len(not_reached)
+            why = stop_reason or "a plugin left them unrun"
+            text = f"{len(not_reached):,} of {total:,} tests not run: {why}"
+            text = reporting.sanitize(text, 180)
+            recorder.log.event("STOPPED", message=text)
+            notes.append(f"STOPPED {text}")
         for line in self.internal_errors:
             notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
         return notes
@@ -527,7 +567,9 @@ class Harness:
         )
 
     def _finish_session(self, session: pytest.Session, code: int) -> None:
-        status = self._status(code)
+        stop_reason = self._stop_reason(session)
+        not_reached = self._not_reached()
+        status = self._status(code, stop_reason, not_reached)
         complete = status == "complete" and code != _EXIT_NO_TESTS
         # Read before finish(): a warning about it must reach log.txt and summary.json.
         baseline = self.store.load_baseline() if complete else None
@@ -535,7 +577,8 @@ class Harness:
         if baseline is not None:
             protect.add(str(baseline["run_id"]))
         try:
-            facts = self._facts(code, status, self._notes(code))
+            notes = self._notes(code, status, stop_reason, not_reached)
+            facts = self._facts(code, status, notes, not_reached)
             tamper_reason = self._tampered(session, code)
             self.summary = self.recorder.finish(
                 dataclasses.replace(facts, tamper_reason=tamper_reason)

@@ -232,7 +232,7 @@ def headline(summary: Mapping[str, Any]) -> str:
     failing = counts.get("failed", 0) + counts.get("error", 0)
     if status == "interrupted":
         word = "INTERRUPTED"
-    elif status == "time-limit":
+    elif status in ("time-limit", "stopped"):
         word = "STOPPED"
     elif failing:
         word = "FAILED"

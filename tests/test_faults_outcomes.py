@@ -390,3 +390,47 @@ def test_internal_error_from_a_conftest_hook(pytester: pytest.Pytester, hook: st
     assert summary["exitstatus"] == 3
     log = (pytester.path / ".llmharness" / "last" / "log.txt").read_text(encoding="utf-8")
     assert sum("conftest hook exploded" in line for line in log.splitlines()) == 1
+
+
+_STOPPABLE = """
+import time, pytest
+@pytest.mark.parametrize("i", range(20))
+def test_slowish(i):
+    time.sleep(0.05)
+    assert i not in (1, 2)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("-x",), ("--maxfail=2",), ("--sw",), ("-x", "-n", "2")],
+    ids=["x", "maxfail", "stepwise", "x-n2"],
+)
+def test_a_run_pytest_stops_early_is_stopped_not_complete(
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_stop=_STOPPABLE)
+    pytester.runpytest("--agent-id", "1", "-p", "no:randomly")
+    assert cli_json(pytester, "summary")["status"] == "complete"  # run to its end
+    args = (*args, "--cache-clear")  # --sw would start where the plain run stopped
+    plain = pytester.runpytest("-p", "no:llmharness", "-p", "no:randomly", *args)
+    result = pytester.runpytest("--agent-id", "1", "-p", "no:randomly", *args)
+    assert result.ret == plain.ret  # the exit status is pytest's own
+    ran = _results(pytester)
+    summary = cli_json(pytester, "summary")
+    assert summary["status"] == "stopped"
+    everything = [f"test_stop.py::test_slowish[{i}]" for i in range(20)]
+    unrun = [nodeid for nodeid in everything if nodeid not in ran]
+    assert unrun and summary["not_reached"] == unrun
+    result.stdout.fnmatch_lines(
+        [
+            "llmharness: STOPPED * failed, * passed in *",
+            f"STOPPED {len(unrun)} of 20 tests not run: *",
+        ]
+    )
+    log = (pytester.path / ".llmharness/last/log.txt").read_text()
+    assert sum(line.startswith("STOPPED ") for line in log.splitlines()) == 1
+    diff = cli_json(pytester, "regressions")
+    assert diff["not_run"] == len(unrun) and diff["fixed"] == []
+    assert any("is stopped" in note for note in diff["notes"])
+    assert run_cli(pytester, "baseline").ret != 0  # not a run to pin as the baseline
