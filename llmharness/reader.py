@@ -15,7 +15,7 @@ from typing import Any
 
 from llmharness import diff as _diff
 from llmharness import integrity
-from llmharness.reporting import FAILING, OUTCOMES
+from llmharness.reporting import FAILING, OUTCOMES, quote_nodeid
 from llmharness.store import (
     SCHEMA,
     Known,
@@ -410,7 +410,24 @@ class Records:
                 except OSError as exc:
                     return run_id, f"{nodeid}: {item.get('reason')} ({path}: {exc.strerror})\n"
         where = f"run {ref}" if ref else "any recorded run"
-        raise NoRecordError(f"test {nodeid!r} is not in {where}; check the node id")
+        similar, more = self._similar_nodeids(nodeid)
+        hint = f"; did you mean {' or '.join(similar)}" if similar else "; check the node id"
+        if more:
+            hint += f" ({more:,} more match)"
+        raise NoRecordError(f"test {nodeid!r} is not in {where}{hint}{'?' if similar else ''}")
+
+    def _similar_nodeids(self, text: str, most: int = 3) -> tuple[list[str], int]:
+        """Known node ids that `text` could be short for: those it ends (from a path or `::`
+        boundary), else those it is part of; the first `most`, and how many more there are."""
+        known = sorted(self.store.load_index())
+        for matches in (
+            lambda nodeid: nodeid.endswith(("/" + text, "::" + text)),
+            lambda nodeid: text in nodeid,
+        ):
+            found = [quote_nodeid(nodeid) for nodeid in known if matches(nodeid)]
+            if found:
+                return found[:most], max(len(found) - most, 0)
+        return [], 0
 
 
 def _result(item: Mapping[str, Any]) -> Any:

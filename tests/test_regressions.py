@@ -183,6 +183,17 @@ def test_history_and_show(pytester: pytest.Pytester) -> None:
     assert missing.stderr.lines == [
         "llmharness: test 'test_a.py::nope' is not in any recorded run; check the node id"
     ]
+    # A short form of a known id is not guessed at, but the ids it may mean are named.
+    assert run_cli(pytester, "show", "test_4").stderr.lines == [
+        "llmharness: test 'test_4' is not in any recorded run; did you mean test_a.py::test_4?"
+    ]
+    assert run_cli(pytester, "show", "test_1").stderr.lines == [
+        "llmharness: test 'test_1' is not in any recorded run; did you mean test_a.py::test_1?"
+    ]
+    assert run_cli(pytester, "show", "a.py::test_1").stderr.lines == [
+        "llmharness: test 'a.py::test_1' is not in any recorded run; did you mean "
+        "test_a.py::test_1 or test_a.py::test_10 or test_a.py::test_11 (8 more match)?"
+    ]
 
 
 def test_cli_without_a_store_says_so_in_one_line(pytester: pytest.Pytester) -> None:
