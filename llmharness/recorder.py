@@ -498,6 +498,8 @@ class RunRecorder:
                     known = (Entry(nodeid, before) for nodeid, before in loaded.items())
                     regressions = self._merge_index(known, failed_files, facts, finished)
                 summary["regressions"] = regressions
+                # The index as this run leaves it: how much of the known suite the run covered.
+                summary["sample"]["known"] = sum(count for count, _ in self._suite_files.values())
                 if version is not None and facts.tamper_reason is None:  # a lie is not knowledge
                     try:
                         whole = facts.whole_suite and not self.collection_errors

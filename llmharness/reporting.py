@@ -265,6 +265,9 @@ def sample_text(sample: Mapping[str, Any]) -> str:
             details.append(f"part {sample.get('part')} of {sample['agents']}")
         if sample.get("added_for_changes"):
             details.append(f"+{sample['added_for_changes']:,} for changes")
+    elif (sample.get("known") or 0) > sample.get("total", 0):
+        # Not sampled, but narrowed (paths, --lf, a plugin): not the whole suite either.
+        details.append(f"{sample.get('total', 0):,} of {sample['known']:,} known tests")
     else:
         details.append("full run")
     if sample.get("deselected"):

@@ -235,3 +235,25 @@ def test_whole_output_of_a_long_failing_run_is_bounded(pytester: pytest.Pytester
     progress = [line for line in lines if line.startswith("llmharness: progress ")]
     assert 1 <= len(progress) <= 4, progress
     assert len(lines) - len(progress) <= 8, lines
+
+
+def test_a_narrowed_run_says_how_much_of_the_known_suite_it_ran(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_one="def test_a():\n    pass\ndef test_b():\n    assert False\n",
+        test_two="".join(f"def test_{i}():\n    pass\n" for i in range(8)),
+    )
+    agent = ("--agent-id", "1", "-p", "no:randomly")
+    pytester.runpytest(*agent).stdout.fnmatch_lines(["llmharness: FAILED * (full run, agent 1, *"])
+    assert cli_json(pytester, "summary")["sample"]["known"] == 10
+    pytester.runpytest(*agent, "test_two.py").stdout.fnmatch_lines(
+        ["llmharness: PASSED 8 passed in *s (8 of 10 known tests, agent 1, *"]
+    )
+    pytester.runpytest(*agent, "--lf").stdout.fnmatch_lines(
+        ["llmharness: FAILED 1 failed in *s (1 of 10 known tests, agent 1, *"]
+    )
+    # Deselected tests were collected: the run is whole, and says what it left out.
+    pytester.runpytest(*agent, "-k", "test_one").stdout.fnmatch_lines(
+        ["llmharness: FAILED 1 failed, 1 passed in *s (full run, 8 deselected, agent 1, *"]
+    )

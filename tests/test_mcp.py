@@ -20,7 +20,10 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 
 FAST_HEADLINE = re.compile(r"llmharness: .* \(fast 10%: \d+ of 327, agent 7, seed \w+, run (\S+)\)")
-FULL_HEADLINE = re.compile(r"llmharness: FAILED .* \(full run, agent 7, seed \w+, run (\S+)\)")
+# A run of one file, not sampled, after a --fast run: more tests are known than it ran.
+FULL_HEADLINE = re.compile(
+    r"llmharness: FAILED .* \(\d+ of \d+ known tests, agent 7, seed \w+, run (\S+)\)"
+)
 TOOLS = {"run_tests", "summary", "regressions", "show", "history"}
 
 
