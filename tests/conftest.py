@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Inner runs use no hypothesis; its plugin would import it in every run and xdist worker.
 QUIET = ("-p", "no:hypothesispytest")
 # anyio (which the mcp extra brings) registers a pytest plugin that imports asyncio in every
-# run: about 0.3 s a process, over the hundreds of runs this suite starts.
-NO_RANDOMLY = "-p no:randomly -p no:anyio"
+# run: about 0.3 s a process, over the hundreds of runs this suite starts; hypothesis's plugin
+# imports hypothesis, 0.25 s a process. tests/test_compat_matrix.py runs with both.
+NO_RANDOMLY = "-p no:randomly -p no:anyio -p no:hypothesispytest"
 
 
 @pytest.fixture(autouse=True)

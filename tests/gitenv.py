@@ -19,7 +19,7 @@ def agent_env(home: Path, **extra: str) -> dict[str, str]:
         GIT_AUTHOR_EMAIL="agent@example.com",
         GIT_COMMITTER_NAME="agent",
         GIT_COMMITTER_EMAIL="agent@example.com",
-        PYTEST_ADDOPTS="-p no:randomly -p no:anyio -p no:cacheprovider",
+        PYTEST_ADDOPTS="-p no:randomly -p no:anyio -p no:hypothesispytest -p no:cacheprovider",
     )
     env.update(extra)
     return env
@@ -33,6 +33,6 @@ def outside_env(**extra: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith("LLMHARNESS_") and name not in agents.VARIABLES
     }
-    env["PYTEST_ADDOPTS"] = "-p no:randomly -p no:anyio"
+    env["PYTEST_ADDOPTS"] = "-p no:randomly -p no:anyio -p no:hypothesispytest"
     env.update(extra)
     return env

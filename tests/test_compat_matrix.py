@@ -249,6 +249,9 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # hypothesis plugin's package, and rewrites all of it again in every one of the ~100
     # processes here (1 s each). The inner runs write their bytecode as most setups do.
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    # The popular plugins next to llmharness, hypothesis's included (the suite has a test of
+    # its own), as a user has them; only the random order is kept out (see "randomly" below).
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly -p no:anyio")
     # --help wraps at the terminal's width; the lines it is matched against are 80 wide.
     monkeypatch.setenv("COLUMNS", "80")
 

@@ -30,7 +30,9 @@ def _git_and_quick_runs(_no_randomly_inside: None, monkeypatch: pytest.MonkeyPat
     # Failures are neither re-run for a verdict nor run at the base: only history matters here.
     monkeypatch.setenv("LLMHARNESS_VERDICT_BUDGET", "0")
     monkeypatch.setenv("LLMHARNESS_BASE_CHECK_BUDGET", "0")
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly -p no:cacheprovider")
+    monkeypatch.setenv(
+        "PYTEST_ADDOPTS", "-p no:randomly -p no:hypothesispytest -p no:cacheprovider"
+    )
 
 
 def _git(pytester: pytest.Pytester, *args: str) -> None:
