@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llmharness import collection, gitinfo
+from llmharness import collection, gitinfo, plugin, rootdir
 from llmharness.bytecode import BytecodeCache
 from llmharness.config import ConfigError, Settings, check_team, load_settings
 from llmharness.controller import Harness
@@ -40,7 +40,8 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
         return
     if any(config.getoption(name, None) for name in _INFORMATIONAL):
         return  # --help must work even where llmharness.yaml is broken
-    settings = _settings(config, options)
+    settings = _settings(config, options)  # a value wrong in itself is named first
+    rootdir.check(config, plugin.value_flags())
     record = not any(config.getoption(name, None) for name in _NOT_RUNNING)
     if settings.base is not None and record:
         try:

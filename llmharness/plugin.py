@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_configure", "pytest_unconfigure"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_unconfigure", "value_flags"]
 
 _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--fast", "fast", {"action": "store_true", "help": "run a deterministic sample of the tests"}),
@@ -96,6 +96,11 @@ _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         {"metavar": "DIR", "help": "store folder (default .llmharness at the rootdir)"},
     ),
 )
+
+
+def value_flags() -> tuple[str, ...]:
+    """The options whose value may be given as the next word of the command line."""
+    return tuple(flag for flag, _, kwargs in _OPTIONS if "action" not in kwargs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -375,6 +375,64 @@ def test_error_in_named_config_names_that_file(pytester: pytest.Pytester) -> Non
     assert "'keep_runs_extra'" in line
 
 
+def _project_with_testpaths(pytester: pytest.Pytester) -> None:
+    """A project whose pytest settings say to test tests/ only, with a stray test beside it."""
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    for rel in ("tests/test_a.py", "docs/test_stray.py"):
+        path = pytester.path / rel
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("def test_one():\n    pass\n", encoding="utf-8")
+
+
+def test_a_store_outside_the_project_as_a_separate_word_is_refused_once_it_moves_the_rootdir(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest chooses its rootdir before it knows llmharness's options: once the shared store
+    # exists, `--llmharness-store /shared` counts as a path to test, the rootdir moves up, the
+    # project's testpaths are lost and every node id changes.
+    _project_with_testpaths(pytester)
+    shared = pytester.path.parent / f"{pytester.path.name}-shared-store"
+    first = pytester.runpytest("-p", "no:cacheprovider", "--llmharness-store", str(shared))
+    assert first.ret == pytest.ExitCode.OK  # the store did not exist yet: nothing moved
+    index = shared / "index.json"
+    before = index.read_bytes()
+    assert sorted(json.loads(before)["tests"]) == ["tests/test_a.py::test_one"]
+    runs = sorted((shared / "runs").iterdir())
+
+    line = _usage_error(
+        pytester.runpytest("-p", "no:cacheprovider", "--llmharness-store", str(shared))
+    )
+    assert line.startswith("ERROR: llmharness: pytest took the value of '--llmharness-store "), line
+    assert line.endswith(f"write --llmharness-store={shared}"), line
+    assert index.read_bytes() == before  # nothing recorded under the wrong names
+    assert sorted((shared / "runs").iterdir()) == runs
+
+    joined = pytester.runpytest("-p", "no:cacheprovider", f"--llmharness-store={shared}")
+    assert joined.ret == pytest.ExitCode.OK
+    assert sorted(json.loads(index.read_bytes())["tests"]) == ["tests/test_a.py::test_one"]
+
+    config = pytester.path.parent / f"{pytester.path.name}-settings.yaml"
+    config.write_text("max_lines: 4\n", encoding="utf-8")
+    line = _usage_error(pytester.runpytest("--llmharness-config", str(config)))
+    assert line.endswith(f"write --llmharness-config={config}"), line
+    assert pytester.runpytest(f"--llmharness-config={config}").ret == pytest.ExitCode.OK
+
+
+def test_values_inside_the_project_given_as_separate_words_are_accepted(
+    pytester: pytest.Pytester,
+) -> None:
+    _project_with_testpaths(pytester)
+    _write_config(pytester, "max_lines: 4\n", name="conf/harness.yaml")
+    for _ in range(2):  # the second time, the store exists
+        result = pytester.runpytest(
+            "-p", "no:cacheprovider", "tests", "--llmharness-store", "store",
+            "--llmharness-config", "conf/harness.yaml",
+        )  # fmt: skip
+        assert result.ret == pytest.ExitCode.OK, result.errlines
+    index = json.loads((pytester.path / "store" / "index.json").read_bytes())
+    assert sorted(index["tests"]) == ["tests/test_a.py::test_one"]
+
+
 # -- the bundled profiles --------------------------------------------------------------------
 
 
