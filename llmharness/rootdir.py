@@ -36,7 +36,11 @@ def check(config: pytest.Config, value_flags: Iterable[str]) -> None:
     folders = _folders(here, paths)
     for flag, value in _separate_values(words, set(value_flags)):
         found = _folders(here, [value])
-        if found and _moves(here, folders, found[0], found_ini=config.inipath is not None):
+        try:
+            moves = bool(found) and _moves(here, folders, found[0], config.inipath is not None)
+        except ValueError:  # paths on different drives (Windows): the search starts elsewhere
+            moves = True
+        if moves:
             raise pytest.UsageError(
                 f"llmharness: pytest took the value of '{flag} {value}' for a path to test when "
                 f"it chose its rootdir ({config.rootpath}), before llmharness's options were "
@@ -74,9 +78,9 @@ def _moves(here: Path, folders: list[Path], value: Path, found_ini: bool) -> boo
     """
     before = _common(folders) if folders else here
     after = _common([*folders, value])
+    meet = _common([before, after])
     if before == after and value == after:
         return False
-    meet = _common([before, after])
     passed_once = [*_below(before, meet), *_below(after, meet), *_below(value, after)]
     if any((folder / name).exists() for folder in passed_once for name in _CANDIDATES):
         return True
