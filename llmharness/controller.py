@@ -531,6 +531,16 @@ class Harness:
             text = reporting.sanitize(text, 180)
             recorder.log.event("STOPPED", message=text)
             notes.append(f"STOPPED {text}")
+        flaky = sorted(
+            nodeid
+            for nodeid, result in recorder.results.items()
+            if result.reruns and result.outcome not in reporting.FAILING
+        )
+        if flaky:
+            # pytest-rerunfailures hides these in a passing run: they failed at this code.
+            more = f" (+{len(flaky) - 1:,} more: grep '^RERUN' in the run's log.txt)"
+            text = f"{len(flaky):,} flaky: passed only when run again: {flaky[0]}"
+            notes.append(reporting.sanitize(f"RERUN {text}{more if len(flaky) > 1 else ''}", 200))
         for line in self.internal_errors:
             notes.append(f"INTERNALERROR {reporting.sanitize(line, 180)}")
         return notes

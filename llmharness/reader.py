@@ -441,4 +441,5 @@ def _result(item: Mapping[str, Any]) -> Any:
         reason=item.get("reason"),
         failure_file=item.get("failure_file"),
         worker=item.get("worker"),
+        reruns=int(item.get("reruns") or 0),
     )

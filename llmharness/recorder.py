@@ -132,6 +132,7 @@ class _Pending:
     sections: list[tuple[str, str]] = field(default_factory=list)
     skip_reason: str | None = None
     worker: str | None = None  # the xdist worker that ran it ("gw0"), None in a serial run
+    rerun: str | None = None  # why, when pytest-rerunfailures is running this attempt again
 
     def decide(self, outcome: str, phase: str) -> None:
         """Keep the worse of the outcome so far and `outcome`."""
@@ -213,6 +214,7 @@ class RunRecorder:
         self.warnings: list[str] = []
         self.failing = 0  # tests failed or errored so far
         self._pending: dict[str, _Pending] = {}
+        self._reruns: dict[str, tuple[int, str]] = {}  # attempts run again, the first one's why
         self._failure_seq = 0
         self._results_file: IO[str] | None = None
         self.log = RunLog(open(os.devnull, "w"))  # noqa: SIM115 - until the folder is open
@@ -317,13 +319,18 @@ class RunRecorder:
                     pending.skip_reason = self._describe(report.longrepr)
             elif outcome == "passed":
                 pending.decide("xpassed" if wasxfail else "passed", when)
-            # Any other word (pytest-rerunfailures' "rerun") is an attempt that does not count.
+            elif pending.rerun is None:
+                # Any other word (pytest-rerunfailures' "rerun") is an attempt that does not
+                # count; the test passing later still says it needed one.
+                pending.rerun = self._describe(report.longrepr) or outcome
             return False
         if when == "teardown":
             if pending.outcome is None and outcome != "failed":
-                # No call counted: an attempt pytest-rerunfailures runs again. The next one
-                # decides.
+                # No call counted (an attempt run again, or --setup-only): the next one decides.
                 del self._pending[nodeid]
+                if pending.rerun is not None:
+                    count, first = self._reruns.get(nodeid, (0, pending.rerun))
+                    self._reruns[nodeid] = (count + 1, first)
                 return False
             if outcome == "failed":
                 if pending.outcome not in FAILING:
@@ -381,8 +388,18 @@ class RunRecorder:
             self._error(nodeid, reason, failure_file)
         elif outcome in {"skipped", "xfailed"}:
             reason = pending.skip_reason
+        reruns, first = self._reruns.pop(nodeid, (0, None))
+        if reruns:
+            self.log.event("RERUN", nodeid=nodeid, outcome=outcome, reruns=reruns, first=first)
         result = TestResult(
-            nodeid, outcome, pending.phase, pending.duration, reason, failure_file, pending.worker
+            nodeid,
+            outcome,
+            pending.phase,
+            pending.duration,
+            reason,
+            failure_file,
+            pending.worker,
+            reruns,
         )
         previous = self.results.get(nodeid)
         if outcome in FAILING and (previous is None or previous.outcome not in FAILING):

@@ -57,6 +57,7 @@ class TestResult:
     reason: str | None = None
     failure_file: str | None = None
     worker: str | None = None  # the xdist worker that ran it
+    reruns: int = 0  # attempts pytest-rerunfailures ran again before this outcome
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -71,6 +72,8 @@ class TestResult:
             data["failure_file"] = self.failure_file
         if self.worker is not None:
             data["worker"] = self.worker
+        if self.reruns:
+            data["reruns"] = self.reruns
         return data
 
 
@@ -188,10 +191,17 @@ def aggregate(
     for members in groups.values():
         members.sort(key=lambda member: member.nodeid)  # not the order xdist workers finish in
     ordered_groups = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    rerun = sorted(result.nodeid for result in timed if result.reruns)
     return {
         "counts": {outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
         "pass_rate": round(counts["passed"] / ran, 4) if ran else None,
         "test_time_s": round(sum(file_time.values()), 3),
+        # pytest-rerunfailures' attempts run again: a test that passed only then is flaky.
+        "reruns": {
+            "count": sum(result.reruns for result in timed),
+            "tests": len(rerun),
+            "nodeids": rerun[:10],
+        },
         "by_file": _grouped(by_file, file_time),
         "by_dir": _grouped(by_dir, dir_time),
         "slowest": [
@@ -242,8 +252,10 @@ def headline(summary: Mapping[str, Any]) -> str:
         word = "PASSED"
     details = sample_text(summary.get("sample") or {})
     duration = summary.get("duration_s") or 0.0
+    reruns = (summary.get("reruns") or {}).get("count", 0)
+    rerun = f", {reruns:,} rerun" if reruns else ""  # as pytest-rerunfailures counts them
     return (
-        f"llmharness: {word} {format_counts(counts)} in {duration:.1f}s "
+        f"llmharness: {word} {format_counts(counts)}{rerun} in {duration:.1f}s "
         f"({details}, run {summary.get('run_id')})"
     )
 

@@ -389,9 +389,14 @@ def test_a_run_is_the_same_with_and_without_llmharness(suite: pytest.Pytester, n
         assert record is not None
         assert _record_counts(record.counts) == _junit_counts(case.junit), mode
         if name == "reruns":
-            # Failed on its first attempt, passed on the rerun: one test, passed.
-            flaky = [row["outcome"] for row in record.results if row["nodeid"] == FLAKY]
-            assert flaky == ["passed"], mode
+            # Failed on its first attempt, passed on the rerun: one test, passed, that needed
+            # one rerun; the two failing tests failed their two reruns too.
+            flaky = [
+                (r["outcome"], r.get("reruns")) for r in record.results if r["nodeid"] == FLAKY
+            ]
+            assert flaky == [("passed", 1)], mode
+            failed = [r.get("reruns") for r in record.results if r["outcome"] == "failed"]
+            assert failed == [2, 2], mode
         # One row a test (pytest-repeat's copies are tests of their own).
         nodeids = [row["nodeid"] for row in record.results]
         assert len(nodeids) == len(set(nodeids)) == case.junit.tests, mode
@@ -405,6 +410,15 @@ def test_a_run_is_the_same_with_and_without_llmharness(suite: pytest.Pytester, n
         elif name == "reruns":
             # 2 reruns of each of the 2 failing tests, 1 of test_flaky.
             stdout.fnmatch_lines(["*= 2 failed, 10 passed, 1 skipped, 1 xfailed, * 5 rerun in *"])
+    if name == "reruns":
+        # Compact mode says what pytest's summary says, and names the test that only passed
+        # when run again.
+        outcomes["compact"].result.stdout.fnmatch_lines(
+            [
+                "llmharness: FAILED 2 failed, 10 passed, 1 skipped, 1 xfailed, 5 rerun in *",
+                f"RERUN 1 flaky: passed only when run again: {FLAKY}",
+            ]
+        )
 
 
 @pytest.mark.parametrize("name", list(INFORMATIONAL))
