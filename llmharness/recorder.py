@@ -84,6 +84,16 @@ def _bounded(text: str, limit: int) -> str:
 _RUNS_IN_PROCESS: list[str] = []  # the run ids this process has started
 
 
+def _subtest_label(context: Any) -> str:
+    """A subtest as pytest names it in its summary: `[msg] (key=value, ...)`."""
+    msg = getattr(context, "msg", None)
+    kwargs = getattr(context, "kwargs", None) or {}
+    parts = [f"[{msg}]"] if msg is not None else []
+    if kwargs:
+        parts.append("(" + ", ".join(f"{key}={value}" for key, value in kwargs.items()) + ")")
+    return reporting.sanitize(" ".join(parts) or "(<subtest>)", 100)
+
+
 def _process_age() -> float | None:
     """Seconds since this process started, from Linux's /proc; None where it cannot be read."""
     try:
@@ -350,10 +360,11 @@ class RunRecorder:
 
     def _keep_failure(self, pending: _Pending, report: pytest.TestReport) -> None:
         reason = self._describe(report.longrepr)
-        if report.when == "teardown" and pending.reasons:
+        context = getattr(report, "context", None)  # a subtest's (pytest 9, pytest-subtests)
+        if context is not None:
+            reason = f"subtest {_subtest_label(context)}: {reason}"
+        elif report.when == "teardown" and pending.reasons:
             reason = f"teardown: {reason}"
-        elif pending.reasons and report.when == "call":
-            reason = f"subtest: {reason}"
         pending.reasons.append(reason)
         try:
             text = report.longreprtext

@@ -243,6 +243,10 @@ def test_subtests_count_once_by_the_worst_report(pytester: pytest.Pytester) -> N
     assert "subtest 1 broke" in errors["test_sub.py::test_one_bad"]
     two = errors["test_sub.py::test_two_bad"]
     assert "subtest 1 broke" in two and "subtest 2 broke" in two
+    # Each subtest's failure is named as pytest names it; the test's own report is not one.
+    assert two.startswith("subtest (i=1): AssertionError: subtest 1 broke"), two
+    assert "; subtest (i=2): AssertionError: subtest 2 broke" in two, two
+    assert two.endswith("; contains 2 failed subtests"), two
 
 
 # -- collection ----------------------------------------------------------------------------
