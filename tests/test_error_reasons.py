@@ -168,7 +168,8 @@ def test_unittest_failures_point_at_the_test_not_at_unittest(pytester: pytest.Py
     assert error_lines(pytester) == [
         "ERROR test_case.py::TestValues::test_lists AssertionError: Lists differ: [1, 2] != [1, 3]"
         " (test_case.py:10)",
-        "ERROR test_case.py::TestValues::test_sub AssertionError: 1 != 0 (test_case.py:7)",
+        "ERROR test_case.py::TestValues::test_sub subtest (i=1): AssertionError: 1 != 0"
+        " (test_case.py:7)",
     ]
 
 
