@@ -108,12 +108,13 @@ class _Tools:
         command = [sys.executable, "-m", "pytest", "-p", "llmharness", "--compact"]
         if fast:
             command.append("--fast")
+        # One word each: pytest would take a separate value for a path when it picks its rootdir.
         if fraction is not None:
-            command += ["--fast-fraction", str(fraction)]
+            command.append(f"--fast-fraction={fraction}")
         if budget_s is not None:
-            command += ["--fast-budget", str(budget_s)]
+            command.append(f"--fast-budget={budget_s}")
         if agent_id is not None:
-            command += ["--agent-id", agent_id]
+            command.append(f"--agent-id={agent_id}")
         command += paths or []
         done = await anyio.run_process(
             command, cwd=self.project, stdin=subprocess.DEVNULL, check=False
