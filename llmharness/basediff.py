@@ -83,7 +83,9 @@ def record_clean_run(
     collected all of it. The caller holds the store's lock."""
     if version.dirty or not results:
         return
-    pairs = ((result.outcome, nodeid) for nodeid, result in results.items())
+    pairs = [(result.outcome, nodeid) for nodeid, result in results.items()]
+    # A test that passed only when pytest-rerunfailures ran it again also failed here.
+    pairs += [("failed", nodeid) for nodeid, result in results.items() if result.reruns]
     knowledge = Knowledge(store)
     knowledge.add(version.commit, "recorded", pairs)
     if suite:

@@ -189,3 +189,35 @@ def test_a_budget_of_zero_leaves_new_failures_unchecked_and_blocking(tmp_path: P
     code, diff = project.regressions()
     assert code == 1
     assert set(_verdicts(diff).values()) == {"unchecked"}
+
+
+def test_a_test_that_passed_only_on_a_rerun_at_the_base_is_not_a_regression_later(
+    tmp_path: Path,
+) -> None:
+    # Fails on the first attempt of each pytest process, as a flake that needs a warm cache.
+    flake = (
+        "def test_cold(tmp_path_factory):\n"
+        "    marker = tmp_path_factory.getbasetemp() / 'warm'\n"
+        "    if not marker.exists():\n"
+        "        marker.touch()\n"
+        "        raise AssertionError('cold start')\n"
+    )
+    project = Project(tmp_path)
+    project.write("tests/test_cold.py", flake)
+    project.git("add", "-A")
+    project.git("commit", "-q", "-m", "a flaky test")
+    # At the base, pytest-rerunfailures runs it again and it passes: the run is green.
+    run = project.pytest("--reruns", "1", flake=False)
+    assert run.returncode == 0, run.stdout
+    assert "RERUN 1 flaky: passed only when run again: tests/test_cold.py::test_cold" in run.stdout
+
+    # A change elsewhere; this time nothing runs it again and it fails (and would fail in a
+    # verdict's re-run too, a fresh process): it failed at the base as well, so it is no
+    # regression of the change, and the gate lets it through.
+    project.write("lib.py", LIBRARY.replace("2 * x", "x + x"))
+    run = project.pytest(flake=False)
+    assert run.returncode == 1
+    code, diff = project.regressions()
+    assert diff["new_failures"] == [], diff["new_failures"]
+    assert [item["nodeid"] for item in diff["still_failing"]] == ["tests/test_cold.py::test_cold"]
+    assert code == 0, diff
