@@ -142,7 +142,6 @@ class _Pending:
     sections: list[tuple[str, str]] = field(default_factory=list)
     skip_reason: str | None = None
     worker: str | None = None  # the xdist worker that ran it ("gw0"), None in a serial run
-    rerun: str | None = None  # why, when pytest-rerunfailures is running this attempt again
 
     def decide(self, outcome: str, phase: str) -> None:
         """Keep the worse of the outcome so far and `outcome`."""
@@ -329,18 +328,18 @@ class RunRecorder:
                     pending.skip_reason = self._describe(report.longrepr)
             elif outcome == "passed":
                 pending.decide("xpassed" if wasxfail else "passed", when)
-            elif pending.rerun is None:
+            else:
                 # Any other word (pytest-rerunfailures' "rerun") is an attempt that does not
-                # count; the test passing later still says it needed one.
-                pending.rerun = self._describe(report.longrepr) or outcome
+                # count; the test passing later still says it needed one. Counted here: with
+                # some versions no teardown report follows such an attempt.
+                first = self._describe(report.longrepr) or outcome
+                count, first = self._reruns.get(nodeid, (0, first))
+                self._reruns[nodeid] = (count + 1, first)
             return False
         if when == "teardown":
             if pending.outcome is None and outcome != "failed":
                 # No call counted (an attempt run again, or --setup-only): the next one decides.
                 del self._pending[nodeid]
-                if pending.rerun is not None:
-                    count, first = self._reruns.get(nodeid, (0, pending.rerun))
-                    self._reruns[nodeid] = (count + 1, first)
                 return False
             if outcome == "failed":
                 if pending.outcome not in FAILING:
