@@ -332,8 +332,8 @@ class RunRecorder:
                 # Any other word (pytest-rerunfailures' "rerun") is an attempt that does not
                 # count; the test passing later still says it needed one. Counted here: with
                 # some versions no teardown report follows such an attempt.
-                first = self._describe(report.longrepr) or outcome
-                count, first = self._reruns.get(nodeid, (0, first))
+                count, first = self._reruns.get(nodeid, (0, None))
+                first = first or self._describe(report.longrepr) or outcome
                 self._reruns[nodeid] = (count + 1, first)
             return False
         if when == "teardown":

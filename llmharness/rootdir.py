@@ -31,10 +31,13 @@ def check(config: pytest.Config, value_flags: Iterable[str]) -> None:
     if config.getoption("inifilename", None):
         return  # `-c FILE`: the ini file, and the rootdir with it, come from FILE alone
     words = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
+    separate = _separate_values(words, set(value_flags))
+    if not separate:
+        return  # the usual case: nothing more to look at
     here = config.invocation_params.dir
     paths = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
     folders = _folders(here, paths)
-    for flag, value in _separate_values(words, set(value_flags)):
+    for flag, value in separate:
         found = _folders(here, [value])
         try:
             moves = bool(found) and _moves(here, folders, found[0], config.inipath is not None)
