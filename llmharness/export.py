@@ -5,10 +5,12 @@
   `<failure>`, `<error>` or `<skipped>` child carrying the reason as `message` and the test's
   whole failure file from the run folder as text). llmharness's own facts go in `<properties>`:
   the run's (`llmharness.*` on the suite) and each test's outcome word, regression status and
-  verdict (on the test case).
+  verdict (on the test case). An attempt pytest-rerunfailures ran again is a Surefire-style
+  `<flakyFailure>` (the test passed in the end), `<rerunFailure>` or `<rerunError>` (it did not),
+  as Maven Surefire and junitparser's xunit2 module name them.
 - CTRF JSON (https://ctrf.io, spec 1.0.0): `results.tests` with the CTRF status and the pytest
-  outcome word as `rawStatus`; llmharness's facts in the `extra` fields of the summary, the
-  environment, the report and each test.
+  outcome word as `rawStatus`, `retries` and `flaky` for a test run again; llmharness's facts in
+  the `extra` fields of the summary, the environment, the report and each test.
 
 Reads the store only; never imports pytest.
 """
@@ -52,6 +54,8 @@ _CTRF_STATUS = {
     "skipped": "skipped",
     "xfailed": "skipped",
 }
+# An attempt run again, by the outcome the test had in the end (the Surefire report's names).
+_RERUN_ELEMENT = {"passed": "flakyFailure", "xpassed": "flakyFailure", "error": "rerunError"}
 # XML 1.0 has no way to write these; pytest's junitxml shows them as `#xNN` too.
 _NOT_XML = re.compile("[^\t\n\r\x20-\x7e\x80-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # One report id per run, the same at every export of it.
@@ -261,6 +265,8 @@ def _testcase(run: _Run, result: Mapping[str, Any], status: Mapping[str, Any] | 
     properties = ET.SubElement(case, "properties")
     _property(properties, "llmharness.nodeid", nodeid)
     _property(properties, "llmharness.outcome", outcome)
+    if result.get("reruns"):
+        _property(properties, "llmharness.reruns", result["reruns"])
     for key, value in (status or {}).items():
         _property(properties, f"llmharness.{key}", value)
     reason = _xml_text(result.get("reason") or "")
@@ -273,6 +279,11 @@ def _testcase(run: _Run, result: Mapping[str, Any], status: Mapping[str, Any] | 
         ET.SubElement(case, "skipped", type="pytest.skip", message=reason).text = reason
     elif outcome == "xfailed":
         ET.SubElement(case, "skipped", type="pytest.xfail", message=reason)
+    reruns = int(result.get("reruns") or 0)
+    for attempt in range(1, reruns + 1):
+        element = _RERUN_ELEMENT.get(outcome, "rerunFailure")
+        message = f"attempt {attempt} of {reruns + 1} failed and was run again"
+        ET.SubElement(case, element, type="rerun", message=message)
     return case
 
 
@@ -288,9 +299,11 @@ def ctrf_report(run: _Run) -> dict[str, Any]:
     statuses = run.status_of()
     tests = []
     tally = dict.fromkeys(("passed", "failed", "skipped", "pending", "other"), 0)
+    flaky = 0
     for result in run.results:
         test = _ctrf_test(run, result, statuses.get(str(result["nodeid"])))
         tally[test["status"]] += 1
+        flaky += bool(test.get("flaky"))
         tests.append(test)
     facts = run.facts()
     git = data.get("git") or {}
@@ -317,6 +330,7 @@ def ctrf_report(run: _Run) -> dict[str, Any]:
             "summary": {
                 "tests": len(tests),
                 **tally,
+                "flaky": flaky,
                 "start": _ms(started),
                 "stop": _ms(finished),
                 "duration": _ms(finished - started),
@@ -356,6 +370,9 @@ def _ctrf_test(run: _Run, result: Mapping[str, Any], status: Mapping[str, Any] |
         test["trace"] = text
     if result.get("worker"):
         test["threadId"] = str(result["worker"])
+    if result.get("reruns"):
+        test["retries"] = int(result["reruns"])
+        test["flaky"] = test["status"] == "passed"  # failed first, passed when run again
     test["extra"] = {
         "llmharness": {"nodeid": nodeid, "phase": result.get("phase"), **(status or {})}
     }

@@ -3,9 +3,13 @@ between passed and failed (or error) from one run to the next at the same code v
 same commit with a clean tree, or the same commit and uncommitted changes. A test's flip rate is
 its flips over its transitions (observations less one), summed over the versions.
 
+An attempt that pytest-rerunfailures ran again is an observation too: a test that failed and
+then passed on its rerun flipped within one run, at one code version for certain, so a version
+run only once still counts when one of its tests passed on a rerun (its summary says so). A
+version run once without reruns has no transition, so its results are not read.
+
 Runs with no code version (outside git, or unfinished, with no summary) are skipped: a change
-of outcome between them may be a change of code. A version run only once has no transition,
-so its results are not read.
+of outcome between them may be a change of code.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ class FlakyTest:
 
     nodeid: str
     flips: int
-    observations: int  # runs it passed or failed in, at versions run more than once
+    observations: int  # attempts it passed or failed in (runs and reruns) at those versions
     versions: int
     transitions: int  # observations less one at each version
+    passed_on_rerun: int = 0  # runs in which it failed and then passed when run again
 
     @property
     def flip_rate(self) -> float:
@@ -47,6 +52,7 @@ class FlakyTest:
             "flips": self.flips,
             "observations": self.observations,
             "versions": self.versions,
+            "passed_on_rerun": self.passed_on_rerun,
         }
 
 
@@ -77,22 +83,31 @@ class _Seen:
     last: bool  # passed
     observations: int = 1
     flips: int = 0
+    passed_on_rerun: int = 0
+
+    def see(self, passed: bool) -> None:
+        self.observations += 1
+        self.flips += self.last != passed
+        self.last = passed
 
 
 def flakiness(records: Records) -> Flakiness:
     """Every test's flips at each code version across the store's runs, in run order."""
     by_version: dict[str, list[str]] = {}
     skipped = 0
+    rerun_versions: set[str] = set()
     for run_id in records.store.list_runs():
         summary = records.store.run_status(run_id)[1] or {}
         version = version_of(summary.get("git"))
         if version is None:
             skipped += 1
-        else:
-            by_version.setdefault(version, []).append(run_id)
+            continue
+        by_version.setdefault(version, []).append(run_id)
+        if (summary.get("reruns") or {}).get("count"):
+            rerun_versions.add(version)
     seen: dict[str, dict[str, _Seen]] = {}  # node id to version to its run of outcomes there
     for version, run_ids in by_version.items():
-        if len(run_ids) < 2:
+        if len(run_ids) < 2 and version not in rerun_versions:
             continue
         for run_id in run_ids:
             for item in records.results(run_id):
@@ -100,20 +115,27 @@ def flakiness(records: Records) -> Flakiness:
                 if outcome != "passed" and outcome not in FAILING:
                     continue
                 passed = outcome == "passed"
+                # The attempts run again all failed: they come before the outcome kept.
+                reruns = int(item.get("reruns") or 0)
+                attempts = [False] * reruns + [passed]
                 at = seen.setdefault(str(item["nodeid"]), {})
                 state = at.get(version)
                 if state is None:
-                    at[version] = _Seen(passed)
-                    continue
-                state.observations += 1
-                state.flips += state.last != passed
-                state.last = passed
+                    state = at[version] = _Seen(attempts.pop(0))
+                for attempt in attempts:
+                    state.see(attempt)
+                state.passed_on_rerun += passed and reruns > 0
     tests = []
     for nodeid, at in seen.items():
         flips = sum(state.flips for state in at.values())
         if flips:
             observations = sum(state.observations for state in at.values())
-            tests.append(FlakyTest(nodeid, flips, observations, len(at), observations - len(at)))
+            passed_on_rerun = sum(state.passed_on_rerun for state in at.values())
+            tests.append(
+                FlakyTest(
+                    nodeid, flips, observations, len(at), observations - len(at), passed_on_rerun
+                )
+            )
     tests.sort(key=lambda test: (-test.flip_rate, -test.flips, test.nodeid))
     runs = sum(len(run_ids) for run_ids in by_version.values())
     return Flakiness(tuple(tests), runs, len(by_version), skipped)
@@ -162,9 +184,16 @@ def command(records: Records, top: int, as_json: bool) -> int:
         return 0
     for test in shown:
         at = counted(test.versions, "version", "versions")
+        attempts = "attempts" if test.passed_on_rerun else "runs"
+        rerun = (
+            f"; passed only on a rerun in {counted(test.passed_on_rerun, 'run', 'runs')}"
+            if test.passed_on_rerun
+            else ""
+        )
         print(
             f"FLAKY {quote_nodeid(test.nodeid)} flip rate {test.flip_rate:.2f} "
-            f"({counted(test.flips, 'flip', 'flips')} in {test.observations} runs at {at})"
+            f"({counted(test.flips, 'flip', 'flips')} in {test.observations} {attempts} "
+            f"at {at}{rerun})"
         )
     if not found.tests:
         print(f"flaky: no test flipped in {_looked_at(found)}")

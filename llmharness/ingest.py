@@ -22,6 +22,10 @@ for pytest's `pytest.xfail` type), none `passed`. CTRF: `rawStatus` when it is o
 outcome words agreeing with `status`, else `passed`, `failed`, and `skipped` for `skipped`,
 `pending` and `other`.
 
+Attempts run again (as pytest-rerunfailures counts them): JUnit's Surefire-style
+`<flakyFailure>`, `<flakyError>`, `<rerunFailure>` and `<rerunError>` children, one an attempt;
+CTRF's `retries` (a test `flaky` without it: one).
+
 The tests of a file cannot be re-run by llmharness: failures whose outcome at the base is not
 known stay unknown, and new failures get the verdict `unchecked` (both fail the gate).
 """
@@ -34,7 +38,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -42,6 +46,7 @@ from junitparser import Attr, JUnitXml, JUnitXmlError, TestCase, TestSuite
 from junitparser import Error as JError
 from junitparser import Failure as JFailure
 from junitparser import Skipped as JSkipped
+from junitparser.xunit2 import FlakyError, FlakyFailure, RerunError, RerunFailure
 
 from llmharness import gitinfo, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
@@ -85,6 +90,8 @@ class Case:
     text: str = ""  # the runner's whole failure text
     also_error: str | None = None  # a failed case that also errored: the error's reason
     sections: tuple[tuple[str, str], ...] = ()  # captured output, as pytest names it
+    reruns: int = 0  # attempts that failed and were run again before this outcome
+    rerun_reason: str = ""  # why the first of them failed
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _reason(result: JFailure | JError | JSkipped) -> tuple[str, str]:
+def _reason(result: JFailure | JError | JSkipped | FlakyFailure) -> tuple[str, str]:
     """(one-line reason, whole text) of a result element: its type and message, or the first
     line of its text where the message says no more than that it failed."""
     message = _first_line(str(result.message or ""))
@@ -196,8 +203,20 @@ def _junit_cases(path: Path, data: bytes) -> list[Case]:
         nodeid = _junit_nodeid(file, classname, name)
         if file and len(owners[nodeid]) > 1:
             nodeid = f"{file}::{classname}::{name}"
-        cases.append(_junit_case(nodeid, case))
+        cases.append(_junit_reruns(_junit_case(nodeid, case), case))
     return cases
+
+
+def _junit_reruns(found: Case, case: _Case) -> Case:
+    """The case with the attempts run again that its Surefire-style children name."""
+    attempts = [
+        attempt
+        for kind in (FlakyFailure, FlakyError, RerunFailure, RerunError)
+        for attempt in case.iterchildren(kind)  # type: ignore[no-untyped-call]
+    ]
+    if not attempts:
+        return found
+    return replace(found, reruns=len(attempts), rerun_reason=_reason(attempts[0])[0])
 
 
 def _junit_case(nodeid: str, case: _Case) -> Case:
@@ -297,7 +316,15 @@ def _ctrf_case(path: Path, at: int, test: Any) -> Case:
         if lines
     )
     text = "\n".join(part for part in (message, trace) if part and part.strip() != reason)
-    return Case(nodeid, outcome, seconds, reason, text, None, sections)
+    retries = test.get("retries", 1 if test.get("flaky") is True else 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise IngestError(f"{where}: retries {retries!r} is not a whole number of 0 or more")
+    attempts = test.get("retryAttempts")
+    first = attempts[0] if isinstance(attempts, list) and attempts else None
+    first_reason = ""
+    if isinstance(first, dict):
+        first_reason = _first_line(str(first.get("message") or first.get("trace") or ""))
+    return Case(nodeid, outcome, seconds, reason, text, None, sections, retries, first_reason)
 
 
 # -- recording -----------------------------------------------------------------------------
@@ -339,6 +366,10 @@ def _failure(case: Case) -> str:
 
 def _reports(case: Case) -> Iterator[pytest.TestReport]:
     """The reports pytest makes for a test with this outcome, in its order."""
+    for _ in range(case.reruns):  # as pytest-rerunfailures reports an attempt it runs again
+        rerun = cast("_Outcome", "rerun")
+        yield _report(case, "call", rerun, case.rerun_reason or "failed and run again")
+        yield _report(case, "teardown", "passed")
     outcome = case.outcome
     took = case.duration
     if outcome == "error":

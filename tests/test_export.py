@@ -5,6 +5,8 @@ CTRF (validated against the format's published schema, tests/data/ctrf.schema.js
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +213,73 @@ def test_export_without_a_report_file_or_a_writable_place_is_a_usage_error(
         "llmharness: export: cannot write missing/dir/out.json: No such file or directory"
     ]
     assert not (pytester.path / "missing").exists()
+
+
+def test_reruns_are_exported_and_ingested_back(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """pytest-rerunfailures' attempts: Surefire-style elements in JUnit, `retries`/`flaky` in
+    CTRF, and `llmharness ingest` of either file records them again."""
+    pytester.makepyfile(
+        test_again="""
+        ATTEMPTS = []
+
+        def test_flaky():
+            ATTEMPTS.append(1)
+            assert len(ATTEMPTS) > 1
+
+        def test_broken():
+            assert False
+
+        def test_fine():
+            pass
+        """
+    )
+    pytester.runpytest(*QUIET, "--reruns", "2").assert_outcomes(passed=2, failed=1)
+    done = run_cli(pytester, "export", "--junit", "ours.xml", "--ctrf", "ours.json")
+    assert done.ret == 0, done.stderr.str()
+
+    (suite,) = list(JUnitXml.fromfile(str(pytester.path / "ours.xml")))
+    cases = {case.name: case for case in suite}
+    assert [child.tag for child in cases["test_flaky"]._elem] == ["properties", "flakyFailure"]
+    assert [child.tag for child in cases["test_broken"]._elem] == [
+        "properties",
+        "failure",
+        "rerunFailure",
+        "rerunFailure",
+    ]
+    assert case_properties(cases["test_flaky"])["llmharness.reruns"] == "1"
+    assert "llmharness.reruns" not in case_properties(cases["test_fine"])
+
+    document = json.loads((pytester.path / "ours.json").read_text(encoding="utf-8"))
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(document)) == []
+    tests = {test["name"]: test for test in document["results"]["tests"]}
+    assert (tests["test_flaky"]["retries"], tests["test_flaky"]["flaky"]) == (1, True)
+    assert (tests["test_broken"]["retries"], tests["test_broken"]["flaky"]) == (2, False)
+    assert "retries" not in tests["test_fine"] and "flaky" not in tests["test_fine"]
+    assert document["results"]["summary"]["flaky"] == 1
+
+    for name in ("ours.xml", "ours.json"):
+        other = tmp_path / name.replace(".", "-")  # a store of its own for each file
+        other.mkdir()
+        ingested = subprocess.run(
+            [sys.executable, "-m", "llmharness", "ingest", str(pytester.path / name)],
+            cwd=other,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ingested.returncode == 0, ingested.stderr
+        summary = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "llmharness", "summary", "--json"],
+                cwd=other,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert summary["reruns"] == {
+            "count": 3,
+            "tests": 2,
+            "nodeids": ["test_again.py::test_broken", "test_again.py::test_flaky"],
+        }, name

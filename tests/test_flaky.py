@@ -85,12 +85,53 @@ def test_a_test_that_flips_at_one_commit_is_listed_with_its_rate(
             "flips": 2,
             "observations": 4,
             "versions": 1,
+            "passed_on_rerun": 0,
         }
     ]
     assert (data["runs"], data["versions"], data["skipped_runs"]) == (4, 1, 0)
     store = pytester.path / ".llmharness"
     assert flaky_tests(store) == {"test_flip.py::test_flips": pytest.approx(2 / 3)}
     assert flaky_tests(store, min_rate=0.7) == {}
+
+
+def test_a_test_that_passed_only_on_a_rerun_is_flaky_from_one_run(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """pytest-rerunfailures' attempts are observations: failed, then passed, at one commit."""
+    counter = tmp_path / "count"
+    pytester.makepyfile(
+        test_stable=STABLE,
+        # Fails on its first attempt of all, passes from then on.
+        test_flip=(
+            "import pathlib\n\ndef test_flips():\n"
+            f"    path = pathlib.Path({str(counter)!r})\n"
+            "    count = int(path.read_text()) if path.exists() else 0\n"
+            "    path.write_text(str(count + 1))\n"
+            "    assert count != 0\n"
+        ),
+    )
+    _git(pytester, "init", "-q", "-b", "main")
+    _commit(pytester, "suite")
+    result = pytester.run(PYTEST, "--reruns", "1")
+    assert result.ret == 1  # test_always_fails failed its rerun too
+
+    result = run_cli(pytester, "flaky")
+    assert result.ret == 0, result.stderr.str()
+    assert result.stdout.lines == [
+        "FLAKY test_flip.py::test_flips flip rate 1.00 (1 flip in 2 attempts at 1 version; "
+        "passed only on a rerun in 1 run)",
+        "flaky: 1 test flipped in 1 run at 1 code version",
+    ]
+    data = json.loads(run_cli(pytester, "flaky", "--json").stdout.str())
+    assert [
+        (t["nodeid"], t["flips"], t["observations"], t["passed_on_rerun"]) for t in data["tests"]
+    ] == [("test_flip.py::test_flips", 1, 2, 1)]
+
+    # A second run at the same commit, a plain pass: 1 flip in 2 transitions.
+    _runs(pytester, 1)
+    data = json.loads(run_cli(pytester, "flaky", "--json").stdout.str())
+    assert [(t["flips"], t["observations"], t["flip_rate"]) for t in data["tests"]] == [(1, 3, 0.5)]
+    assert data["runs"] == 2
 
 
 def test_a_test_a_change_fixed_is_not_flaky(pytester: pytest.Pytester) -> None:

@@ -315,6 +315,10 @@ BAD_FILES = {
         "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 201 "
         "(char 200) (a truncated or damaged report?)",
     ),
+    "retries.json": (
+        json.dumps({"results": {"tests": [{"name": "t", "status": "passed", "retries": "two"}]}}),
+        "results.tests[0]: retries 'two' is not a whole number of 0 or more",
+    ),
     "other.xml": (
         "<report><case/></report>",
         "not a JUnit report: the root element is neither <testsuites> nor <testsuite>",
