@@ -356,7 +356,7 @@ def _verb(args: argparse.Namespace, records: Records) -> int:
         for run in runs:
             counts = reporting.format_counts(run.counts) if run.counts else "-"
             agent = f" agent {run.agent_id}" if run.agent_id is not None else ""
-            mode = f" {run.sample_mode}" if run.sample_mode else ""
+            mode = f" {run.scope}" if run.scope else ""
             print(f"{run.run_id} {run.status}{agent}{mode}: {counts}")
         return EXIT_OK
     if args.verb == "show":

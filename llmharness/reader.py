@@ -132,6 +132,15 @@ class RunInfo:
     counts: Mapping[str, int]
     duration_s: float | None
     sample_mode: str | None
+    total: int | None = None  # the tests collected (sample.total)
+    known: int | None = None  # the tests the index knew of then (a narrowed run: more)
+
+    @property
+    def scope(self) -> str | None:
+        """`fast`, `full`, or `25 of 257 known` for a run narrowed by paths or --lf."""
+        if self.sample_mode == "full" and (self.known or 0) > (self.total or 0):
+            return f"{self.total or 0:,} of {self.known:,} known"
+        return self.sample_mode
 
 
 def _changes(items: Any) -> tuple[Change, ...]:
@@ -276,6 +285,7 @@ class Records:
             status, data = self.store.run_status(run_id)
             if data is None or "counts" not in data:
                 data = self._partial_summary(run_id, status, data or {})
+            sample = data.get("sample") or {}
             infos.append(
                 RunInfo(
                     run_id=run_id,
@@ -283,7 +293,9 @@ class Records:
                     agent_id=data.get("agent_id"),
                     counts=data.get("counts") or {},
                     duration_s=data.get("duration_s"),
-                    sample_mode=(data.get("sample") or {}).get("mode"),
+                    sample_mode=sample.get("mode"),
+                    total=sample.get("total"),
+                    known=sample.get("known"),
                 )
             )
         return infos

@@ -158,15 +158,19 @@ def test_history_and_show(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--agent-id", "1")
     _suite(pytester, frozenset({4}))
     pytester.runpytest("--agent-id", "2")
+    pytester.runpytest("--agent-id", "3", "test_a.py::test_4")  # narrowed: not a full run
     history = run_cli(pytester, "history")
     assert history.ret == 0
     history.stdout.fnmatch_lines(
         [
             "* complete agent 1 full: 40 passed",
             "* complete agent 2 full: 1 failed, 39 passed",
+            "* complete agent 3 1 of 40 known: 1 failed",
         ],
         consecutive=True,
     )
+    (last,) = cli_json(pytester, "history", "-n", "1")
+    assert (last["sample_mode"], last["total"], last["known"]) == ("full", 1, 40)
     shown = run_cli(pytester, "show", "test_a.py::test_4")
     assert shown.ret == 0
     shown.stdout.fnmatch_lines(
