@@ -52,21 +52,24 @@ def _runs(pytester: pytest.Pytester, times: int) -> None:
         pytester.run(PYTEST)
 
 
+def _counting(tmp_path: Path, passes_when: str) -> str:
+    """A test module whose `test_flips` passes when `passes_when` holds of `count`, the number
+    of its earlier attempts (kept outside the repository, so the tree stays clean)."""
+    counter = tmp_path / "count"
+    return (
+        "import pathlib\n\ndef test_flips():\n"
+        f"    path = pathlib.Path({str(counter)!r})\n"
+        "    count = int(path.read_text()) if path.exists() else 0\n"
+        "    path.write_text(str(count + 1))\n"
+        f"    assert {passes_when}\n"
+    )
+
+
 def test_a_test_that_flips_at_one_commit_is_listed_with_its_rate(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    counter = tmp_path / "count"  # outside the repository: the tree stays clean
-    pytester.makepyfile(
-        test_stable=STABLE,
-        # Passes, fails, fails, passes in four runs: 2 flips in 3 transitions.
-        test_flip=(
-            "import pathlib\n\ndef test_flips():\n"
-            f"    path = pathlib.Path({str(counter)!r})\n"
-            "    count = int(path.read_text()) if path.exists() else 0\n"
-            "    path.write_text(str(count + 1))\n"
-            "    assert count not in (1, 2)\n"
-        ),
-    )
+    # Passes, fails, fails, passes in four runs: 2 flips in 3 transitions.
+    pytester.makepyfile(test_stable=STABLE, test_flip=_counting(tmp_path, "count not in (1, 2)"))
     _git(pytester, "init", "-q", "-b", "main")
     _commit(pytester, "suite")
     _runs(pytester, 4)
@@ -98,18 +101,8 @@ def test_a_test_that_passed_only_on_a_rerun_is_flaky_from_one_run(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
     """pytest-rerunfailures' attempts are observations: failed, then passed, at one commit."""
-    counter = tmp_path / "count"
-    pytester.makepyfile(
-        test_stable=STABLE,
-        # Fails on its first attempt of all, passes from then on.
-        test_flip=(
-            "import pathlib\n\ndef test_flips():\n"
-            f"    path = pathlib.Path({str(counter)!r})\n"
-            "    count = int(path.read_text()) if path.exists() else 0\n"
-            "    path.write_text(str(count + 1))\n"
-            "    assert count != 0\n"
-        ),
-    )
+    # Fails on its first attempt of all, passes from then on.
+    pytester.makepyfile(test_stable=STABLE, test_flip=_counting(tmp_path, "count != 0"))
     _git(pytester, "init", "-q", "-b", "main")
     _commit(pytester, "suite")
     result = pytester.run(PYTEST, "--reruns", "1")
