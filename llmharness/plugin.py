@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_configure", "pytest_unconfigure", "value_flags"]
+__all__ = [
+    "path_flags",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_load_initial_conftests",
+    "pytest_unconfigure",
+    "value_flags",
+]
 
 _OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--fast", "fast", {"action": "store_true", "help": "run a deterministic sample of the tests"}),
@@ -103,11 +110,25 @@ def value_flags() -> tuple[str, ...]:
     return tuple(flag for flag, _, kwargs in _OPTIONS if "action" not in kwargs)
 
 
+def path_flags() -> tuple[str, ...]:
+    """The options whose value names a file or a folder."""
+    return ("--llmharness-config", "--llmharness-store")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llmharness", "llmharness (sampling, compact output, run records)")
     for flag, key, kwargs in _OPTIONS:
         group.addoption(flag, dest=f"llmharness_{key}", default=None, **kwargs)
     parser.addini("llmharness_config", "llmharness YAML settings file", default=None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # A store or settings file outside the project, given as a separate word, can move the
+    # rootdir; pytest then imports the conftests of the wrong one, whose import error would hide
+    # why. The other values are checked at pytest_configure, once they are known to be good in
+    # themselves (`--agent-id /` is named for being a bad id).
+    _own("llmharness.rootdir").check_early(early_config, path_flags())
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -138,8 +159,12 @@ class _OwnModulesFinder:
 
 
 def _harness() -> ModuleType:
-    """`llmharness.harness` and the modules it imports, loaded by Python's import system rather
-    than by pytest's assertion rewriter.
+    return _own(_HARNESS)
+
+
+def _own(name: str) -> ModuleType:
+    """One of llmharness's modules (and the ones it imports), loaded by Python's import system
+    rather than by pytest's assertion rewriter.
 
     pytest rewrites every module of an installed plugin's distribution, for the assertions of
     fixtures and helpers a plugin may ship. llmharness ships none, and without a bytecode cache
@@ -147,13 +172,13 @@ def _harness() -> ModuleType:
     parses, rewrites and compiles its 3,500 lines again in every run: about 0.1 s, where
     Python reads the `.pyc` files pip wrote at install in about 1 ms.
     """
-    module = sys.modules.get(_HARNESS)
+    module = sys.modules.get(name)
     if module is not None:
         return module
     finder = _OwnModulesFinder()
     sys.meta_path.insert(0, finder)  # before pytest's rewriting hook, for this import only
     try:
-        return importlib.import_module(_HARNESS)
+        return importlib.import_module(name)
     finally:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(finder)

@@ -16,10 +16,11 @@ import os
 import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["check"]
+__all__ = ["check", "check_early"]
 
 # The files that can make a folder pytest's rootdir (`setup.py` when there is no ini file).
 _CANDIDATES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg", "setup.py")
@@ -27,15 +28,31 @@ _CANDIDATES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.
 
 def check(config: pytest.Config, value_flags: Iterable[str]) -> None:
     """Raise a usage error when one of `value_flags`, given with its value as the next word,
-    may have moved the rootdir or the ini file pytest chose."""
-    if config.getoption("inifilename", None):
+    may have moved the rootdir or the ini file pytest chose (at `pytest_configure`)."""
+    paths = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    _check(config, value_flags, paths, config.getoption("inifilename", None))
+
+
+def check_early(early_config: pytest.Config, value_flags: Iterable[str]) -> None:
+    """`check`, from `pytest_load_initial_conftests`: before pytest imports a conftest from the
+    rootdir it chose, where an import error would hide why."""
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
+    paths = [str(path) for path in getattr(namespace, "file_or_dir", None) or ()]
+    _check(early_config, value_flags, paths, getattr(namespace, "inifilename", None))
+
+
+def _check(
+    config: pytest.Config, value_flags: Iterable[str], paths: Sequence[str], inifile: Any
+) -> None:
+    if inifile:
         return  # `-c FILE`: the ini file, and the rootdir with it, come from FILE alone
     words = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
     separate = _separate_values(words, set(value_flags))
     if not separate:
         return  # the usual case: nothing more to look at
     here = config.invocation_params.dir
-    paths = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
     folders = _folders(here, paths)
     for flag, value in separate:
         found = _folders(here, [value])

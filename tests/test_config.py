@@ -376,12 +376,21 @@ def test_error_in_named_config_names_that_file(pytester: pytest.Pytester) -> Non
 
 
 def _project_with_testpaths(pytester: pytest.Pytester) -> None:
-    """A project whose pytest settings say to test tests/ only, with a stray test beside it."""
-    pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
-    for rel in ("tests/test_a.py", "docs/test_stray.py"):
+    """A project whose pytest settings say to test tests/ only, with a stray test beside it.
+    Its conftest imports the project's code by the ini file's `pythonpath`, as the demo's does:
+    under another rootdir that import fails before any plugin is configured."""
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\ntestpaths = ["tests"]\npythonpath = ["src"]\n'
+    )
+    for rel, text in (
+        ("tests/test_a.py", "def test_one():\n    pass\n"),
+        ("docs/test_stray.py", "def test_one():\n    pass\n"),
+        ("tests/conftest.py", "import projectcode  # noqa: F401\n"),
+        ("src/projectcode.py", ""),
+    ):
         path = pytester.path / rel
         path.parent.mkdir(exist_ok=True)
-        path.write_text("def test_one():\n    pass\n", encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
 
 
 def test_a_store_outside_the_project_as_a_separate_word_is_refused_once_it_moves_the_rootdir(
