@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Regressions,
         RunInfo,
         RunSummary,
+        TestRun,
     )
 
 __all__ = [
@@ -33,18 +34,22 @@ __all__ = [
     "Regressions",
     "RunInfo",
     "RunSummary",
+    "TestRun",
     "__version__",
     "coverage",
     "history",
     "regressions",
     "summary",
+    "test_history",
 ]
 
 __version__ = "0.1.0"
 
 PathLike = str | os.PathLike[str]
 
-_RECORDS = frozenset({"Change", "NoRecordError", "Records", "Regressions", "RunInfo", "RunSummary"})
+_RECORDS = frozenset(
+    {"Change", "NoRecordError", "Records", "Regressions", "RunInfo", "RunSummary", "TestRun"}
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -78,6 +83,14 @@ def history(directory: PathLike | None = None) -> list[RunInfo]:
     from llmharness.reader import Records
 
     return Records(directory).history()
+
+
+def test_history(nodeid: str, most: int = 20, directory: PathLike | None = None) -> list[TestRun]:
+    """One test in each of the latest `most` runs that ran it, oldest first; NoRecordError
+    (naming the ids it may mean) when no run did."""
+    from llmharness.reader import Records
+
+    return Records(directory).test_history(nodeid, most)
 
 
 def coverage(run: str | None = None, directory: PathLike | None = None) -> dict[str, Any] | None:

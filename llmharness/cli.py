@@ -82,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     baseline.add_argument("--show", action="store_true", help="show the pinned baseline")
     baseline.add_argument("--json", action="store_true", help="print as JSON")
 
-    history = verbs.add_parser("history", help="one line per recorded run")
+    history = verbs.add_parser(
+        "history", help="one line per recorded run; with NODEID, that test's result in each"
+    )
+    history.add_argument(
+        "nodeid", nargs="?", help="a test's node id: its outcome in each run that ran it"
+    )
     history.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     history.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -280,6 +285,35 @@ def _print_regressions(diff: Regressions) -> None:
         print(f"note: {note}")
 
 
+def _test_history(records: Records, nodeid: str, most: int, as_json: bool) -> int:
+    """`llmharness history NODEID`: the test's result in each of the latest runs that ran it."""
+    runs = records.test_history(nodeid, most)
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.outcome] = counts.get(run.outcome, 0) + 1
+    if as_json:
+        _dump({"nodeid": nodeid, "runs": [run.__dict__ for run in runs], "counts": counts})
+        return EXIT_OK
+    for run in runs:
+        agent = f" agent {run.agent_id}" if run.agent_id is not None else ""
+        at = f" at {run.commit[:10]}{'+changes' if run.dirty else ''}" if run.commit else ""
+        rerun = f" after {reporting.counted(run.reruns, 'rerun', 'reruns')}" if run.reruns else ""
+        why = f" {run.reason}" if run.reason and run.outcome in reporting.FAILING else ""
+        print(f"{run.run_id}{agent}{at}: {run.outcome}{rerun} {run.duration:.2f}s{why}")
+    last = {}
+    for run in runs:
+        last["failing" if run.outcome in reporting.FAILING else run.outcome] = run.run_id
+    seen = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    tail = "; ".join(
+        f"last {word} in run {last[key]}"
+        for key, word in (("passed", "passed"), ("failing", "failed"))
+        if key in last
+    )
+    runs_word = reporting.counted(len(runs), "run", "runs")
+    print(f"{reporting.quote_nodeid(nodeid)}: {runs_word}: {seen}{'; ' + tail if tail else ''}")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "prompt":  # reads the settings; a fresh clone has no store yet
         from llmharness import prompt
@@ -348,6 +382,8 @@ def _verb(args: argparse.Namespace, records: Records) -> int:
         else:
             print(f"baseline pinned: run {run_id} ({count:,} tests); diff with --against baseline")
         return EXIT_OK
+    if args.verb == "history" and args.nodeid is not None:
+        return _test_history(records, args.nodeid, max(args.n, 1), args.json)
     if args.verb == "history":
         runs = records.history()[-max(args.n, 1) :]
         if args.json:

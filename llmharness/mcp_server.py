@@ -211,9 +211,13 @@ def _server(tools: _Tools) -> MCPServer:
     @server.tool()
     async def history(
         n: Annotated[int, Field(description="how many of the latest runs", ge=1)] = 20,
+        nodeid: Annotated[
+            str | None, Field(description="a test's node id: its outcome in each run")
+        ] = None,
     ) -> CallToolResult:
-        """One line per recorded run: id, status, agent, sample mode, counts."""
-        return tools.verb("history", "-n", str(n))
+        """One line per recorded run: id, status, agent, sample mode, counts; with `nodeid`,
+        that test's outcome, duration and reason in each run that ran it."""
+        return tools.verb("history", "-n", str(n), *(["--", nodeid] if nodeid else []))
 
     return server
 

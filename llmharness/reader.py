@@ -35,6 +35,7 @@ __all__ = [
     "Regressions",
     "RunInfo",
     "RunSummary",
+    "TestRun",
 ]
 
 
@@ -141,6 +142,21 @@ class RunInfo:
         if self.sample_mode == "full" and (self.known or 0) > (self.total or 0):
             return f"{self.total or 0:,} of {self.known:,} known"
         return self.sample_mode
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """One test in one run: `llmharness history NODEID`'s line."""
+
+    run_id: str
+    status: str
+    agent_id: str | None
+    commit: str | None  # the code version the run tested (None outside git)
+    dirty: bool | None  # with uncommitted changes
+    outcome: str
+    duration: float
+    reason: str | None
+    reruns: int = 0
 
 
 def _changes(items: Any) -> tuple[Change, ...]:
@@ -300,6 +316,58 @@ class Records:
             )
         return infos
 
+    def test_history(self, nodeid: str, most: int = 20) -> list[TestRun]:
+        """The latest `most` runs that ran `nodeid`, oldest first, with its result in each."""
+        needle = json.dumps(nodeid)  # as results.jsonl spells it: lines without it are not read
+        found: list[TestRun] = []
+        for run_id in reversed(self.store.list_runs()):
+            if len(found) >= most:
+                break
+            item = next(self._results_of(run_id, nodeid, needle), None)
+            if item is None:
+                continue
+            status, data = self.store.run_status(run_id)
+            git = (data or {}).get("git") or {}
+            commit = git.get("commit") if isinstance(git.get("commit"), str) else None
+            found.append(
+                TestRun(
+                    run_id=run_id,
+                    status=status,
+                    agent_id=(data or {}).get("agent_id"),
+                    commit=commit,
+                    dirty=git.get("dirty") if isinstance(git.get("dirty"), bool) else None,
+                    outcome=str(item.get("outcome")),
+                    duration=float(item.get("duration") or 0.0),
+                    reason=item.get("reason") if isinstance(item.get("reason"), str) else None,
+                    reruns=int(item.get("reruns") or 0),
+                )
+            )
+        if not found:
+            raise self._not_recorded(nodeid, "any recorded run")
+        return found[::-1]
+
+    def _results_of(self, run_id: str, nodeid: str, needle: str) -> Iterator[dict[str, Any]]:
+        """The result lines of `nodeid` in a run; only lines holding `needle` are parsed."""
+        try:
+            handle = open_results(self.store.run_dir(run_id))
+        except OSError:
+            return
+        if handle is None:
+            return
+        with handle:
+            try:
+                for line in handle:
+                    if needle not in line:
+                        continue
+                    try:
+                        item = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(item, dict) and item.get("nodeid") == nodeid:
+                        yield item
+            except (OSError, EOFError, zlib.error):  # as in results()
+                self.warnings.append(f"run {run_id}: results file is damaged; read in part")
+
     def unfinished_after(self, run_id: str) -> list[str]:
         """Runs started after `run_id` that never wrote a summary (killed, crashed, running)."""
         return [
@@ -407,10 +475,9 @@ class Records:
     def failure_text(self, nodeid: str, ref: str | None = None) -> tuple[str, str]:
         """(run id, full failure text) of a test, from the named run or the latest that ran it."""
         runs = [self.resolve(ref)] if ref else list(reversed(self.store.list_runs()))
+        needle = json.dumps(nodeid)
         for run_id in runs:
-            for item in self.results(run_id):
-                if item["nodeid"] != nodeid:
-                    continue
+            for item in self._results_of(run_id, nodeid, needle):
                 if item.get("outcome") not in FAILING:
                     return run_id, f"{nodeid}: {item.get('outcome')} in run {run_id}\n"
                 failure = item.get("failure_file")
@@ -421,12 +488,14 @@ class Records:
                     return run_id, path.read_text(encoding="utf-8", errors="replace")
                 except OSError as exc:
                     return run_id, f"{nodeid}: {item.get('reason')} ({path}: {exc.strerror})\n"
-        where = f"run {ref}" if ref else "any recorded run"
+        raise self._not_recorded(nodeid, f"run {ref}" if ref else "any recorded run")
+
+    def _not_recorded(self, nodeid: str, where: str) -> NoRecordError:
         similar, more = self._similar_nodeids(nodeid)
         hint = f"; did you mean {' or '.join(similar)}" if similar else "; check the node id"
         if more:
             hint += f" ({more:,} more match)"
-        raise NoRecordError(f"test {nodeid!r} is not in {where}{hint}{'?' if similar else ''}")
+        return NoRecordError(f"test {nodeid!r} is not in {where}{hint}{'?' if similar else ''}")
 
     def _similar_nodeids(self, text: str, most: int = 3) -> tuple[list[str], int]:
         """Known node ids that `text` could be short for: those it ends (from a path or `::`

@@ -62,6 +62,7 @@ async def _session(folder: Path) -> dict[str, Any]:
         assert failing is not None, _text(seen["run_tests full"])
         seen["failing"] = failing.group(1)
         seen["show"] = await session.call_tool("show", {"nodeid": seen["failing"]})
+        seen["test history"] = await session.call_tool("history", {"nodeid": seen["failing"]})
         seen["show unknown"] = await session.call_tool("show", {"nodeid": "tests/nope.py::test_x"})
     return seen
 
@@ -132,6 +133,11 @@ def test_an_agent_runs_the_fast_sample_and_reads_the_summary_over_mcp(
         fast.group(1),
         full.group(1),
     ]
+
+    test_history = seen["test history"]
+    assert not test_history.is_error, _text(test_history)
+    assert _text(test_history) == _cli(demo, "history", seen["failing"]).stdout.str().rstrip("\n")
+    assert [run["outcome"] for run in test_history.structured_content["runs"]] == ["failed"]
 
     show = seen["show"]
     assert _text(show) == _cli(demo, "show", seen["failing"]).stdout.str().rstrip("\n")

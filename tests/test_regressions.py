@@ -171,6 +171,28 @@ def test_history_and_show(pytester: pytest.Pytester) -> None:
     )
     (last,) = cli_json(pytester, "history", "-n", "1")
     assert (last["sample_mode"], last["total"], last["known"]) == ("full", 1, 40)
+    # One test across the runs that ran it: its outcome in each, oldest first.
+    one = run_cli(pytester, "history", "test_a.py::test_4")
+    assert one.ret == 0, one.stderr.str()
+    one.stdout.fnmatch_lines(
+        [
+            "* agent 1: passed *s",
+            "* agent 2: failed *s AssertionError: broken number 4*",
+            "* agent 3: failed *s AssertionError: broken number 4*",
+            "test_a.py::test_4: 3 runs: 1 passed, 2 failed; last passed in run *; "
+            "last failed in run *",
+        ],
+        consecutive=True,
+    )
+    data = cli_json(pytester, "history", "test_a.py::test_4", "-n", "2")
+    assert [run["outcome"] for run in data["runs"]] == ["failed", "failed"]
+    assert [run["agent_id"] for run in data["runs"]] == ["2", "3"]
+    assert data["counts"] == {"failed": 2}
+    unknown = run_cli(pytester, "history", "test_4")
+    assert (unknown.ret, unknown.stderr.lines) == (
+        2,
+        ["llmharness: test 'test_4' is not in any recorded run; did you mean test_a.py::test_4?"],
+    )
     shown = run_cli(pytester, "show", "test_a.py::test_4")
     assert shown.ret == 0
     shown.stdout.fnmatch_lines(
@@ -248,3 +270,11 @@ def test_python_api_gives_the_same_data_as_the_cli(pytester: pytest.Pytester) ->
         "complete",
         "complete",
     ]
+    runs = llmharness.test_history("test_a.py::test_2", directory=pytester.path)
+    assert all(isinstance(run, llmharness.TestRun) for run in runs)
+    assert [run.outcome for run in runs] == ["passed", "failed"]
+    assert [run.__dict__ for run in runs] == cli_json(pytester, "history", "test_a.py::test_2")[
+        "runs"
+    ]
+    with pytest.raises(llmharness.NoRecordError, match=r"did you mean test_a\.py::test_2\?"):
+        llmharness.test_history("test_2", directory=pytester.path)
