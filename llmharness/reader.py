@@ -270,8 +270,9 @@ class Records:
             "notes": [unfinished_note(self.store, run_id, status)],
         }
 
-    def results(self, run_id: str) -> Iterator[dict[str, Any]]:
-        """Each test result line of a run; a torn or garbled line (a killed run) is skipped."""
+    def results(self, run_id: str, needle: str = "") -> Iterator[dict[str, Any]]:
+        """Each test result line of a run (only those holding `needle`, when given); a torn or
+        garbled line (a killed run) is skipped."""
         try:
             handle = open_results(self.store.run_dir(run_id))
         except OSError:
@@ -281,6 +282,8 @@ class Records:
         with handle:
             try:
                 for line in handle:
+                    if needle not in line:
+                        continue
                     try:
                         item = json.loads(line)
                     except ValueError:
@@ -348,25 +351,7 @@ class Records:
 
     def _results_of(self, run_id: str, nodeid: str, needle: str) -> Iterator[dict[str, Any]]:
         """The result lines of `nodeid` in a run; only lines holding `needle` are parsed."""
-        try:
-            handle = open_results(self.store.run_dir(run_id))
-        except OSError:
-            return
-        if handle is None:
-            return
-        with handle:
-            try:
-                for line in handle:
-                    if needle not in line:
-                        continue
-                    try:
-                        item = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(item, dict) and item.get("nodeid") == nodeid:
-                        yield item
-            except (OSError, EOFError, zlib.error):  # as in results()
-                self.warnings.append(f"run {run_id}: results file is damaged; read in part")
+        return (item for item in self.results(run_id, needle) if item["nodeid"] == nodeid)
 
     def unfinished_after(self, run_id: str) -> list[str]:
         """Runs started after `run_id` that never wrote a summary (killed, crashed, running)."""
