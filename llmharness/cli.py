@@ -7,6 +7,7 @@ recorded where asked.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 from collections.abc import Sequence
@@ -288,29 +289,26 @@ def _print_regressions(diff: Regressions) -> None:
 def _test_history(records: Records, nodeid: str, most: int, as_json: bool) -> int:
     """`llmharness history NODEID`: the test's result in each of the latest runs that ran it."""
     runs = records.test_history(nodeid, most)
-    counts: dict[str, int] = {}
-    for run in runs:
-        counts[run.outcome] = counts.get(run.outcome, 0) + 1
+    counts = dict(collections.Counter(run.outcome for run in runs))
     if as_json:
         _dump({"nodeid": nodeid, "runs": [run.__dict__ for run in runs], "counts": counts})
         return EXIT_OK
+    last = {}  # "passed" / "failed": the latest run where it did so
     for run in runs:
         agent = f" agent {run.agent_id}" if run.agent_id is not None else ""
         at = f" at {run.commit[:10]}{'+changes' if run.dirty else ''}" if run.commit else ""
         rerun = f" after {reporting.counted(run.reruns, 'rerun', 'reruns')}" if run.reruns else ""
-        why = f" {run.reason}" if run.reason and run.outcome in reporting.FAILING else ""
+        failing = run.outcome in reporting.FAILING
+        why = f" {run.reason}" if run.reason and failing else ""
         print(f"{run.run_id}{agent}{at}: {run.outcome}{rerun} {run.duration:.2f}s{why}")
-    last = {}
-    for run in runs:
-        last["failing" if run.outcome in reporting.FAILING else run.outcome] = run.run_id
+        if failing or run.outcome == "passed":
+            last["failed" if failing else "passed"] = run.run_id
     seen = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-    tail = "; ".join(
-        f"last {word} in run {last[key]}"
-        for key, word in (("passed", "passed"), ("failing", "failed"))
-        if key in last
+    tail = "".join(
+        f"; last {word} in run {last[word]}" for word in ("passed", "failed") if word in last
     )
     runs_word = reporting.counted(len(runs), "run", "runs")
-    print(f"{reporting.quote_nodeid(nodeid)}: {runs_word}: {seen}{'; ' + tail if tail else ''}")
+    print(f"{reporting.quote_nodeid(nodeid)}: {runs_word}: {seen}{tail}")
     return EXIT_OK
 
 

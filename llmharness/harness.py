@@ -41,7 +41,8 @@ def configure(config: pytest.Config, options: Mapping[str, Any]) -> None:
     if any(config.getoption(name, None) for name in _INFORMATIONAL):
         return  # --help must work even where llmharness.yaml is broken
     settings = _settings(config, options)  # a value wrong in itself is named first
-    rootdir.check(config, plugin.value_flags())
+    # The path flags were checked before the first conftest (pytest_load_initial_conftests).
+    rootdir.check(config, set(plugin.value_flags()) - set(plugin.path_flags()))
     record = not any(config.getoption(name, None) for name in _NOT_RUNNING)
     if settings.base is not None and record:
         try:

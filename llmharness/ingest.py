@@ -46,7 +46,7 @@ from junitparser import Attr, JUnitXml, JUnitXmlError, TestCase, TestSuite
 from junitparser import Error as JError
 from junitparser import Failure as JFailure
 from junitparser import Skipped as JSkipped
-from junitparser.xunit2 import FlakyError, FlakyFailure, RerunError, RerunFailure
+from junitparser.xunit2 import FlakyError, FlakyFailure, InterimResult, RerunError, RerunFailure
 
 from llmharness import gitinfo, reporting, sampling
 from llmharness.config import ConfigError, Settings, load_settings
@@ -140,7 +140,7 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _reason(result: JFailure | JError | JSkipped | FlakyFailure) -> tuple[str, str]:
+def _reason(result: JFailure | JError | JSkipped | InterimResult) -> tuple[str, str]:
     """(one-line reason, whole text) of a result element: its type and message, or the first
     line of its text where the message says no more than that it failed."""
     message = _first_line(str(result.message or ""))

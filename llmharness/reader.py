@@ -329,14 +329,15 @@ class Records:
             item = next(self._results_of(run_id, nodeid, needle), None)
             if item is None:
                 continue
-            status, data = self.store.run_status(run_id)
-            git = (data or {}).get("git") or {}
+            status, summary = self.store.run_status(run_id)
+            data = summary or {}
+            git = data.get("git") or {}
             commit = git.get("commit") if isinstance(git.get("commit"), str) else None
             found.append(
                 TestRun(
                     run_id=run_id,
                     status=status,
-                    agent_id=(data or {}).get("agent_id"),
+                    agent_id=data.get("agent_id"),
                     commit=commit,
                     dirty=git.get("dirty") if isinstance(git.get("dirty"), bool) else None,
                     outcome=str(item.get("outcome")),
