@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import importlib.util
 import json
 import os
@@ -19,7 +20,7 @@ import pytest_timeout  # noqa: F401
 import xdist.plugin  # noqa: F401
 
 import llmharness.harness
-import llmharness.plugin  # noqa: F401
+import llmharness.plugin
 from llmharness.agents import VARIABLES as AGENT_VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,25 @@ QUIET = ("-p", "no:hypothesispytest")
 # run: about 0.3 s a process, over the hundreds of runs this suite starts; hypothesis's plugin
 # imports hypothesis, 0.25 s a process. tests/test_compat_matrix.py runs with both.
 NO_RANDOMLY = "-p no:randomly -p no:anyio -p no:hypothesispytest"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile llmharness's modules once, in the controller, before any test starts a pytest.
+
+    Under `PYTHONDONTWRITEBYTECODE=1` (this machine, CI, most containers) an editable install
+    has no bytecode, so each of the hundreds of pytest processes this suite starts would compile
+    the whole package again, about 0.1 s each; pip compiles a regular install as it installs it.
+    The files go to the package's own `__pycache__/` (ignored by git), checked by mtime as usual,
+    not to this run's own bytecode cache (llmharness's `sys.pycache_prefix`), which the inner
+    processes do not read.
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: its controller did it
+        return
+    prefix, sys.pycache_prefix = sys.pycache_prefix, None
+    try:
+        compileall.compile_dir(Path(llmharness.__file__).parent, quiet=1)
+    finally:
+        sys.pycache_prefix = prefix
 
 
 @pytest.fixture(autouse=True)
