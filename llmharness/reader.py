@@ -104,7 +104,8 @@ class Regressions:
         whose last known outcome was a pass fails now. A new failure found flaky (unless
         `flaky_blocks`) or known does not count. Always: the run is tampered, a protected path
         changed, or (unless `allow_test_changes`) a test was fixed by changing it or a failing
-        test was removed or skipped (`integrity.blocking`)."""
+        test was removed or skipped (`integrity.blocking`). And the run did not finish (`-x`,
+        `--maxfail`, a time limit, a signal, a crash): what it did not run, it cannot vouch for."""
         blocking = set(BLOCKING)
         if self.data.get("flaky_blocks"):
             blocking.add("flaky")
@@ -112,7 +113,7 @@ class Regressions:
         def blocks(change: Change) -> bool:
             return change.verdict is None or change.verdict in blocking
 
-        if integrity.blocking(self.data):
+        if self.data.get("unfinished") or integrity.blocking(self.data):
             return True
         if self.base is None:
             return any(map(blocks, self.new_failures))
@@ -381,12 +382,14 @@ class Records:
         run_id = self.resolve(ref)
         summary = self.summary(run_id)
         notes = []
+        unfinished = None
         if summary.status != "complete":
             reached = summary.data.get("not_reached") or ()
+            unfinished = {"status": summary.status, "not_reached": len(reached)}
             unreached = f" ({len(reached)} tests not reached)" if reached else ""
             notes.append(
                 f"run {run_id} is {summary.status}{unreached}: tests it did not reach count as "
-                "not run, never as fixed or removed"
+                "not run, never as fixed or removed; `regressions --check` fails on it"
             )
         for other, other_status in unfinished_before(self.store, run_id):
             notes.append(f"previous {unfinished_note(self.store, other, other_status)}")
@@ -399,7 +402,7 @@ class Records:
             base = data.get("base")
             if data.get("unknown_at_base") and isinstance(base, Mapping) and base.get("commit"):
                 data = self._against_base_now(run_id, data, base)
-            return _regressions_from(data, tuple(notes))
+            return _regressions_from({**data, "unfinished": unfinished}, tuple(notes))
         if against == "baseline":
             baseline = self.store.load_baseline()
             if baseline is None:
@@ -418,7 +421,7 @@ class Records:
             label = other
         results = [_result(item) for item in self.results(run_id)]
         data = _diff.diff(results, before, run_id=run_id, against=label)
-        return _regressions_from(data, tuple(notes))
+        return _regressions_from({**data, "unfinished": unfinished}, tuple(notes))
 
     def _against_base_now(
         self, run_id: str, recorded: Mapping[str, Any], base: Mapping[str, Any]

@@ -142,6 +142,38 @@ def test_baseline_pins_a_run_for_the_ci_gate(pytester: pytest.Pytester) -> None:
     assert run_cli(pytester, "regressions", "--against", "baseline", "--check").ret == 1
 
 
+def test_the_gate_fails_a_run_that_stopped_before_the_tests_it_did_not_run(
+    pytester: pytest.Pytester,
+) -> None:
+    """`-x` stopped at a test that was failing already: the test it broke further on was never
+    run, so the gate cannot say nothing broke."""
+    _suite(pytester, frozenset({0}))
+    assert pytester.runpytest().ret == pytest.ExitCode.TESTS_FAILED
+    complete = cli_json(pytester, "summary")["run_id"]
+    _suite(pytester, frozenset({0, 30}))
+    assert pytester.runpytest("-x").ret == pytest.ExitCode.TESTS_FAILED
+    diff = cli_json(pytester, "regressions")
+    assert [item["nodeid"] for item in diff["still_failing"]] == [_nodeid(0)]
+    assert diff["new_failures"] == [] and diff["new_tests_failing"] == []
+    assert diff["unfinished"] == {"status": "stopped", "not_reached": N_TESTS - 1}
+    gate = run_cli(pytester, "regressions", "--check")
+    assert gate.ret == 1
+    gate.stdout.fnmatch_lines(["note: run * is stopped (39 tests not reached)*check` fails on it"])
+    assert run_cli(pytester, "regressions", "--check", "--against", complete).ret == 1
+    assert llmharness.regressions(directory=pytester.path).broken  # the API says the same
+
+    # The whole suite run again: the broken test is found, and once mended the gate passes
+    # with the old failure still failing.
+    assert pytester.runpytest().ret == pytest.ExitCode.TESTS_FAILED
+    diff = cli_json(pytester, "regressions")
+    assert diff["unfinished"] is None
+    assert [item["nodeid"] for item in diff["new_failures"]] == [_nodeid(30)]
+    assert run_cli(pytester, "regressions", "--check").ret == 1
+    _suite(pytester, frozenset({0}))
+    assert pytester.runpytest().ret == pytest.ExitCode.TESTS_FAILED
+    assert run_cli(pytester, "regressions", "--check").ret == 0
+
+
 def test_against_a_named_run(pytester: pytest.Pytester) -> None:
     _suite(pytester)
     pytester.runpytest()
