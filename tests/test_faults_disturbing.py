@@ -189,6 +189,9 @@ def test_stdout_and_stderr_replaced(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["llmharness: FAILED 2 failed, 2 passed in *"])
 
 
+_FLUSH_FAILED_AT_EXIT = 120  # Python's exit status when it cannot flush stdout at exit
+
+
 @pytest.mark.parametrize(
     ("body", "capture"),
     [
@@ -203,7 +206,10 @@ def test_standard_stream_closed(pytester: pytest.Pytester, body: str, capture: s
     _suite(pytester, body)
     plain = _subprocess(pytester, capture, "-p", "no:llmharness")
     result = _subprocess(pytester, capture, "--agent-id", "1")
-    assert result.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.ret == plain.ret
+    # Some Pythons (3.11.2, Debian 12's) exit 120 when flushing the closed stdout fails again
+    # at exit, whatever pytest returned; later releases keep pytest's 1.
+    assert plain.ret in (pytest.ExitCode.TESTS_FAILED, _FLUSH_FAILED_AT_EXIT)
     _no_llmharness_traceback(result)
     # The terminal may be gone; the record on disk is not.
     summary = _assert_recorded(pytester)
