@@ -29,7 +29,7 @@ exit codes: 0 ok; 1 `regressions --check` found a test failing that passed at th
             tampered with (its reports or exit status rewritten), a protected path changed,
             or a test was fixed by changing it or a failing test removed or skipped (unless
             allow_test_changes); or the run did not finish (-x, --maxfail, a time limit, a
-            signal, a crash), so the tests it did not run are unchecked;
+            signal), so the tests it did not run are unchecked;
             2 usage error, nothing recorded yet (no store, run or baseline), or `sync` failed
             (not a git repository, no usable remote, the push refused)
 The store is found like git finds a repository: .llmharness/ in the current folder or above

@@ -105,7 +105,7 @@ class Regressions:
         `flaky_blocks`) or known does not count. Always: the run is tampered, a protected path
         changed, or (unless `allow_test_changes`) a test was fixed by changing it or a failing
         test was removed or skipped (`integrity.blocking`). And the run did not finish (`-x`,
-        `--maxfail`, a time limit, a signal, a crash): what it did not run, it cannot vouch for."""
+        `--maxfail`, a time limit, a signal): what it did not run, it cannot vouch for."""
         blocking = set(BLOCKING)
         if self.data.get("flaky_blocks"):
             blocking.add("flaky")
@@ -385,7 +385,9 @@ class Records:
         unfinished = None
         if summary.status != "complete":
             reached = summary.data.get("not_reached") or ()
-            unfinished = {"status": summary.status, "not_reached": len(reached)}
+            # A run that left no summary (compared --against, by name) never said what it missed.
+            count = len(reached) if "not_reached" in summary.data else None
+            unfinished = {"status": summary.status, "not_reached": count}
             unreached = f" ({len(reached)} tests not reached)" if reached else ""
             notes.append(
                 f"run {run_id} is {summary.status}{unreached}: tests it did not reach count as "

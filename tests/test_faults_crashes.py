@@ -405,8 +405,22 @@ def test_unfinished_run_is_never_a_baseline_or_a_silent_reference(
         assert [item["nodeid"] for item in diff["still_failing"]] == ["test_a.py::test_a_fail"]
         assert diff["compared"] == len(REACHED)
         assert diff["not_run"] == len(NOT_REACHED)
+        assert diff["unfinished"]["status"] == "interrupted"
+        # Nothing new failed in what it ran, but the CI gate cannot vouch for the rest.
+        assert _cli(capsys, root, "regressions", "--check").ret == 1
     else:  # it has no diff of its own: the latest finished run is still the one before it
         assert diff["run_id"] == crash.base_id
+        assert diff["unfinished"] is None
+        # Named and diffed against the run before, it is unfinished, with no count it never
+        # wrote, and the gate fails on it.
+        named = _cli(capsys, root, "regressions", crash.run_id, "--against", crash.base_id)
+        assert named.ret == 0, named.err
+        args = ("regressions", crash.run_id, "--against", crash.base_id, "--json")
+        assert _cli(capsys, root, *args).json()["unfinished"] == {
+            "status": status,
+            "not_reached": None,
+        }
+        assert _cli(capsys, root, *args[:-1], "--check").ret == 1
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
