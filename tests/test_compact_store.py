@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 
 import pytest
 from conftest import QUIET, cli_json, run_cli
+from gitenv import agent_env
 
 SUITE = """
 import pytest
@@ -48,3 +50,83 @@ def test_older_runs_are_compressed_and_still_read(pytester: pytest.Pytester) -> 
     assert "broken on purpose" in show.stdout.str()
     history = cli_json(pytester, "history")
     assert [run["run_id"] for run in history] == runs
+
+
+KNOWN = """
+import pytest
+
+@pytest.mark.parametrize("case", [f"a-long-parametrized-case-{n:04d}" for n in range(300)])
+def test_param(case):
+    pass
+
+def test_a():
+    assert True
+
+def test_b():
+    assert True
+"""
+
+
+def _git(pytester: pytest.Pytester, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args],
+        cwd=pytester.path,
+        env=agent_env(pytester.path / "home"),
+        text=True,
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_what_is_known_at_a_commit_is_gzipped_and_an_older_plain_file_still_counts(
+    pytester: pytest.Pytester,
+) -> None:
+    # No check at the base: what is known there comes from the store's commits/ alone.
+    pytester.makefile(".yaml", llmharness="base_check_budget: 0\n")
+    pytester.makepyfile(test_k=KNOWN)
+    (pytester.path / ".gitignore").write_text(".llmharness/\nhome/\n__pycache__/\nstdout\nstderr\n")
+    _git(pytester, "init", "-q", "-b", "main")
+    _git(pytester, "add", "-A")
+    _git(pytester, "commit", "-q", "-m", "suite")
+    commit = _git(pytester, "rev-parse", "HEAD")
+    pytester.runpytest(*QUIET).assert_outcomes(passed=302)  # a clean run at the commit
+
+    at = pytester.path / ".llmharness" / "commits" / commit
+    assert sorted(p.name for p in at.iterdir()) == ["recorded.gz", "suite.gz"]
+    text = gzip.decompress((at / "recorded.gz").read_bytes()).decode()
+    lines = text.splitlines()
+    assert len(lines) == 302 and lines == sorted(lines)
+    assert "passed test_k.py::test_a" in lines
+    assert (at / "recorded.gz").stat().st_size * 5 < len(text.encode())
+
+    # The store as an earlier llmharness left it: the same file uncompressed, in which test_a
+    # failed at the commit.
+    older = text.replace("passed test_k.py::test_a\n", "failed test_k.py::test_a\n")
+    (at / "recorded").write_text(older)
+    (at / "recorded.gz").unlink()
+    kept = (pytester.path / "test_k.py").read_text()
+    pytester.makepyfile(test_k=KNOWN.replace("assert True", "assert False"))
+    pytester.runpytest(*QUIET).assert_outcomes(passed=300, failed=2)  # a change, not committed
+    diff = cli_json(pytester, "regressions")
+    assert [item["nodeid"] for item in diff["new_failures"]] == ["test_k.py::test_b"]
+    assert [item["nodeid"] for item in diff["still_failing"]] == ["test_k.py::test_a"]
+    assert diff["unknown_at_base"] == [] and diff["known_before"] == 302
+
+    # The next clean run at the commit learns that test_a passes there too: the lines are
+    # gzipped together and the plain file is gone.
+    (pytester.path / "test_k.py").write_text(kept)
+    assert _git(pytester, "status", "--porcelain") == ""
+    pytester.runpytest(*QUIET).assert_outcomes(passed=302)
+    assert sorted(p.name for p in at.iterdir()) == ["recorded.gz", "suite.gz"]
+    merged = gzip.decompress((at / "recorded.gz").read_bytes()).decode().splitlines()
+    assert set(merged) == set(older.splitlines()) | {"passed test_k.py::test_a"}
+
+    # A damaged file is moved aside, not overwritten: what it held is not lost.
+    (at / "recorded.gz").write_bytes(b"not gzip at all")
+    pytester.runpytest(*QUIET).assert_outcomes(passed=302)
+    aside = [p for p in at.iterdir() if p.name.startswith("recorded.gz.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == b"not gzip at all"
+    warnings = cli_json(pytester, "summary")["store_warnings"]
+    assert any("recorded.gz: cannot read" in line and "moved aside" in line for line in warnings)
+    assert len(gzip.decompress((at / "recorded.gz").read_bytes()).splitlines()) == 302
