@@ -41,6 +41,8 @@ ABSENT = "absent"
 OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", ABSENT})
 _FAILING = frozenset({"failed", "error"})
 SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # a full commit id (SHA-1 or SHA-256)
+# A line of a test that existed at the commit: the lines parse_lines takes, `absent` left out.
+_EXISTED = re.compile("^(?:" + "|".join(sorted(OUTCOMES - {ABSENT})) + ") ([^\n]+)$", re.MULTILINE)
 
 
 def parse_lines(text: str) -> set[tuple[str, str]]:
@@ -82,21 +84,35 @@ class Knowledge:
         plain = self.root / commit / source
         return plain.with_name(source + ".gz"), plain
 
+    def _text(self, commit: str, source: str) -> str:
+        """What `source` knows at `commit`, as lines ("" if nothing)."""
+        gzipped, plain = self._files(commit, source)
+        data = b""
+        try:
+            data = gzip.decompress(gzipped.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            # Kept, not overwritten by the next write: what it held may still be read.
+            self.store.set_aside(gzipped, f"cannot read ({exc})")
+        with contextlib.suppress(OSError):
+            data += plain.read_bytes()
+        return data.decode("utf-8", "replace")
+
     def pairs(self, commit: str, sources: Iterable[str] = SOURCES) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
         for source in sources:
-            gzipped, plain = self._files(commit, source)
-            data = b""
-            try:
-                data = gzip.decompress(gzipped.read_bytes())
-            except FileNotFoundError:
-                pass
-            except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                # Kept, not overwritten by the next write: what it held may still be read.
-                self.store.set_aside(gzipped, f"cannot read ({exc})")
-            with contextlib.suppress(OSError):
-                data += plain.read_bytes()
-            found |= parse_lines(data.decode("utf-8", "replace"))
+            found |= parse_lines(self._text(commit, source))
+        return found
+
+    def existed(self, commit: str) -> set[str]:
+        """The tests with a known outcome at `commit` (one other than `absent`).
+
+        Read with one regular expression, not line by line: `llmharness summary` asks it of
+        the whole suite (0.3 s line by line for 100,000 tests)."""
+        found: set[str] = set()
+        for source in SOURCES:
+            found.update(_EXISTED.findall(self._text(commit, source)))
         return found
 
     def at(self, commit: str, only: Container[str] | None = None) -> dict[str, AtCommit]:

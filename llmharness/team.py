@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmharness import gitinfo, sampling
 from llmharness.config import ConfigError, Settings, check_team, load_settings
-from llmharness.knowledge import ABSENT, Knowledge
+from llmharness.knowledge import Knowledge
 from llmharness.store import Store, find_store
 
 if TYPE_CHECKING:
@@ -122,13 +122,14 @@ def coverage_at(
             "enough) without paths on a clean checkout of the base"
         )
         return data
-    at_base = knowledge.at(base, only=set(suite))
-    known = {nodeid for nodeid, at in at_base.items() if at.outcome != ABSENT}
+    # Only which tests are known counts here; each test's outcome (`Knowledge.at`) took over a
+    # second on 100,000 tests, in every `llmharness summary`.
+    known = knowledge.existed(base).intersection(suite)
     data.update(tests=len(suite), known=len(known))
     data["share"] = round(len(known) / len(suite), 4) if suite else 1.0
     unknown = [nodeid for nodeid in suite if nodeid not in known]
-    files = Counter(nodeid.partition("::")[0] for nodeid in suite)
     unknown_files = Counter(nodeid.partition("::")[0] for nodeid in unknown)
+    files = Counter(n.partition("::")[0] for n in suite) if unknown else Counter[str]()
     data["unrun_files"] = [
         {"file": rel, "tests": files[rel], "unknown": count}
         for rel, count in sorted(unknown_files.items())
