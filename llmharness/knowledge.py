@@ -87,16 +87,18 @@ class Knowledge:
     def _text(self, commit: str, source: str) -> str:
         """What `source` knows at `commit`, as lines ("" if nothing)."""
         gzipped, plain = self._files(commit, source)
+        # The older file first: a writer writes the .gz before it removes that one, so a
+        # reader racing a write still sees every line.
         data = b""
+        with contextlib.suppress(OSError):
+            data = plain.read_bytes() + b"\n"  # its last line may have no line break
         try:
-            data = gzip.decompress(gzipped.read_bytes())
+            data += gzip.decompress(gzipped.read_bytes())
         except FileNotFoundError:
             pass
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             # Kept, not overwritten by the next write: what it held may still be read.
             self.store.set_aside(gzipped, f"cannot read ({exc})")
-        with contextlib.suppress(OSError):
-            data += plain.read_bytes()
         return data.decode("utf-8", "replace")
 
     def pairs(self, commit: str, sources: Iterable[str] = SOURCES) -> set[tuple[str, str]]:
