@@ -672,7 +672,7 @@ class RunRecorder:
                 builder.known(nodeid)
                 result = results.get(nodeid)
                 if result is not None:
-                    seen.add(nodeid)
+                    seen.add(result.nodeid)  # the run's own string, not a copy read from the file
                     builder.compare(result, before)
                     yield Entry(nodeid, self._known(result, when))
                 elif gone is None or not gone(nodeid):

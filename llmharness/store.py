@@ -426,13 +426,18 @@ class Store:
         return removed
 
 
+def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """`chunks` gzip-compressed as they come, never held whole."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    for chunk in chunks:
+        yield compressor.compress(chunk)
+    yield compressor.flush()
+
+
 def _gzipped(path: Path) -> Iterator[bytes]:
     """The file's content, gzip-compressed, a chunk at a time."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip format
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            yield compressor.compress(chunk)
-    yield compressor.flush()
+        yield from gzip_chunks(iter(lambda: handle.read(1 << 20), b""))
 
 
 def open_results(folder: Path) -> IO[str] | None:
