@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from array import array
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from llmharness.config import Settings
 from llmharness.crashes import CrashRecord, Signals
 from llmharness.diagnostics import DEBUG_FILE, Diagnostics
 from llmharness.recorder import RunFacts, RunRecorder
-from llmharness.store import Store, StoreError, new_run_id
+from llmharness.store import IndexBroken, Store, StoreError, new_run_id
 from llmharness.terminal import TERMINAL_FILE, CompactTerminal
 from llmharness.timelimit import Progress
 from llmharness.worker import WORKER_KEY, Plan, sample_items
@@ -135,7 +136,7 @@ class Harness:
         self._sampling = False
         self._selected: list[str] | None = None
         self._selected_items: Sequence[pytest.Item] | None = None  # node ids taken when needed
-        self._durations: dict[str, float] | None = None
+        self._durations: array[float] | None = None  # for progress lines, as they are due
 
     def _plan(self) -> Plan:
         settings = self.settings
@@ -446,16 +447,38 @@ class Harness:
         """(tests not yet done, their expected seconds by recorded durations, if known)."""
         selected = self.selected or []
         done = self.recorder.results
-        left = [nodeid for nodeid in selected if nodeid not in done]
         if self._durations is None:
-            index = Store(self.store_root, readonly=True).load_index()
-            self._durations = {nodeid: known.duration for nodeid, known in index.items()}
+            self._durations = self._recorded_durations(selected)
         if not self._durations:
-            return len(left), None
-        unknown = sampling.estimate_unknown(self._durations)
-        seconds = sum(self._durations.get(nodeid, unknown) for nodeid in left)
+            return sum(nodeid not in done for nodeid in selected), None
+        pending = [
+            seconds
+            for nodeid, seconds in zip(selected, self._durations, strict=False)
+            if nodeid not in done
+        ]
         workers = max(int(getattr(self.config.option, "numprocesses", 0) or 1), 1)
-        return len(left), seconds / workers
+        return len(pending), sum(pending) / workers
+
+    def _recorded_durations(self, selected: list[str]) -> array[float]:
+        """Each selected test's recorded duration, in `selected`'s order (the median recorded
+        for a test never timed); empty when nothing is recorded.
+
+        An array, not a mapping of node ids: it lasts the whole run, and the index's own ids
+        for every test would cost a large suite's run megabytes of its peak memory."""
+        store = Store(self.store_root, readonly=True)
+        try:
+            recorded = [(entry.nodeid, entry.known.duration) for entry in store.index_entries()]
+        except IndexBroken:  # load_index reports the file and sets it aside
+            recorded = [(nodeid, known.duration) for nodeid, known in store.load_index().items()]
+        if not recorded:
+            return array("d")
+        unknown = sampling.estimate_unknown(dict(recorded))
+        durations = array("d", [unknown]) * len(selected)
+        position = {nodeid: i for i, nodeid in enumerate(selected)}
+        for nodeid, seconds in recorded:
+            if (i := position.get(nodeid)) is not None:
+                durations[i] = seconds
+        return durations
 
     def pytest_warning_recorded(self) -> None:
         self.warnings += 1

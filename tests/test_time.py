@@ -275,6 +275,22 @@ def test_progress_lines_are_rare(pytester: pytest.Pytester) -> None:
     assert lines[0].startswith("llmharness: progress ") and "/50 done, 0 failed" in lines[0]
     short_run = pytester.runpytest("--agent-id", "1", "test_short.py")
     assert _progress_lines(short_run) == []
+    # Nothing was recorded before the first run: its lines have no estimate. The next run's
+    # lines estimate the tests left by what the first recorded of each.
+    assert not any("left by recorded durations" in line for line in lines)
+    index = json.loads((pytester.path / ".llmharness" / "index.json").read_text())
+    recorded = [known[4] for nodeid, known in index["tests"].items() if "test_five" in nodeid]
+    assert len(recorded) == 50
+    again = _progress_lines(pytester.runpytest("--agent-id", "1", "test_five.py"))
+    assert again
+    for line in again:
+        found = re.search(
+            r"progress ([\d,]+)/([\d,]+) done.*~(\d+)s left by recorded durations", line
+        )
+        assert found, line
+        done, total, eta = (int(group.replace(",", "")) for group in found.groups())
+        left = total - done
+        assert left * min(recorded) - 1 <= eta <= left * max(recorded) + 1, (line, recorded)
 
 
 def test_summary_shows_time_per_directory_and_slowest(pytester: pytest.Pytester) -> None:
