@@ -42,7 +42,6 @@ ABSENT = "absent"
 OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", ABSENT})
 _FAILING = frozenset({"failed", "error"})
 SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # a full commit id (SHA-1 or SHA-256)
-# A line of a test that existed at the commit: the lines parse_lines takes, `absent` left out.
 # A line of a test that existed at the commit: a line parse_lines takes, `absent` left out.
 _EXISTED = re.compile(
     "^(?:" + "|".join(sorted(OUTCOMES - {ABSENT})) + ") ([^\n]*[^\r\n])\r*$", re.MULTILINE

@@ -129,7 +129,7 @@ def coverage_at(
     data["share"] = round(len(known) / len(suite), 4) if suite else 1.0
     unknown = [nodeid for nodeid in suite if nodeid not in known]
     unknown_files = Counter(nodeid.partition("::")[0] for nodeid in unknown)
-    files = Counter(n.partition("::")[0] for n in suite) if unknown else Counter[str]()
+    files = Counter(nodeid.partition("::")[0] for nodeid in suite) if unknown else Counter[str]()
     data["unrun_files"] = [
         {"file": rel, "tests": files[rel], "unknown": count}
         for rel, count in sorted(unknown_files.items())
