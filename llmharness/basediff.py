@@ -4,7 +4,7 @@ knows there (recorded by clean runs, synced from other clones) or found by runni
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,9 @@ def check_unknown(
     base = version.base
     if base is None or version.at_base:
         return facts
-    known = Knowledge(store).at(base, only=results)
-    unknown = sorted(
-        nodeid
-        for nodeid, result in results.items()
-        if result.outcome in FAILING and nodeid not in known
-    )
+    failing = {nodeid for nodeid, result in results.items() if result.outcome in FAILING}
+    known = Knowledge(store).at(base, only=failing) if failing else {}
+    unknown = sorted(failing.difference(known))
     if not unknown:
         return facts
     if budget_s <= 0:
@@ -67,7 +64,7 @@ def check_unknown(
     if found.outcomes:
         try:
             with store.locked():
-                Knowledge(store).add(base, "checked", ((o, n) for n, o in found.outcomes.items()))
+                Knowledge(store).add(base, "checked", {(o, n) for n, o in found.outcomes.items()})
         except (StoreError, OSError) as exc:
             warn(f"cannot keep the outcomes checked at the base: {exc}")
     return facts
@@ -83,13 +80,40 @@ def record_clean_run(
     collected all of it. The caller holds the store's lock."""
     if version.dirty or not results:
         return
-    pairs = [(result.outcome, nodeid) for nodeid, result in results.items()]
-    # A test that passed only when pytest-rerunfailures ran it again also failed here.
-    pairs += [("failed", nodeid) for nodeid, result in results.items() if result.reruns]
     knowledge = Knowledge(store)
-    knowledge.add(version.commit, "recorded", pairs)
+    knowledge.add(version.commit, "recorded", _Learnt(results))
     if suite:
         knowledge.set_suite(version.commit, suite)
+
+
+class _Learnt(Collection[tuple[str, str]]):
+    """The (outcome, nodeid) pairs a clean run knows of its tests, read from its results as
+    asked, not built: a whole suite's pairs were that run's peak of memory. A test that passed
+    only when pytest-rerunfailures ran it again also failed there."""
+
+    def __init__(self, results: Mapping[str, TestResult]) -> None:
+        self.results = results
+        self.count = len(results) + sum(
+            1 for result in results.values() if result.reruns and result.outcome != "failed"
+        )
+
+    def __contains__(self, pair: object) -> bool:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            return False
+        outcome, nodeid = pair
+        result = self.results.get(nodeid)
+        if result is None:
+            return False
+        return outcome == result.outcome or (outcome == "failed" and result.reruns > 0)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for nodeid, result in self.results.items():
+            yield result.outcome, nodeid
+            if result.reruns and result.outcome != "failed":
+                yield "failed", nodeid
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def compare(

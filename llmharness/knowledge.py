@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
+import itertools
 import re
 import zlib
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Collection, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmharness.store import Store, _atomic_write_bytes, _atomic_write_chunks, gzip_chunks
+from llmharness.store import Store, _atomic_write_chunks, gzip_chunks
 
 __all__ = ["ABSENT", "SHA", "SOURCES", "AtCommit", "Knowledge", "format_lines", "parse_lines"]
 
@@ -41,6 +41,7 @@ SUITE = "suite.gz"  # the node ids a whole collection at the commit found
 ABSENT = "absent"
 OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", ABSENT})
 _FAILING = frozenset({"failed", "error"})
+_UNREADABLE = (OSError, EOFError, gzip.BadGzipFile, zlib.error)  # a damaged or cut .gz
 SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # a full commit id (SHA-1 or SHA-256)
 # A line of a test that existed at the commit: a line parse_lines takes, `absent` left out.
 _EXISTED = re.compile(
@@ -75,6 +76,10 @@ class AtCommit:
     outcome: str  # a failing outcome if it ever failed there, else the one seen
     known_by: str  # recorded, checked or synced: the first of SOURCES that knows it
     flaky: bool = False  # seen both passing and failing there
+
+
+# A test seen once at a commit, as most are: one shared AtCommit for each outcome and source.
+_SEEN_ONCE = {(o, source): AtCommit(o, source) for o in OUTCOMES for source in SOURCES}
 
 
 def _combined(outcomes: set[str], known_by: str) -> AtCommit:
@@ -114,16 +119,31 @@ class Knowledge:
             data += gzip.decompress(gzipped.read_bytes())
         except FileNotFoundError:
             pass
-        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        except _UNREADABLE as exc:
             # Kept, not overwritten by the next write: what it held may still be read.
             self.store.set_aside(gzipped, f"cannot read ({exc})")
         return data
 
     def _read(self, commit: str, source: str) -> Iterator[tuple[str, str]]:
         """The pairs `source` knows at `commit`, a line at a time: a whole suite's lines are
-        never held twice."""
-        data = self._data(commit, source)
-        return _pairs_of(raw.decode("utf-8", "replace") for raw in io.BytesIO(data))
+        never held, not even as bytes."""
+        gzipped, plain = self._files(commit, source)
+        # The older file first, as in _data.
+        with contextlib.suppress(OSError), open(plain, "rb") as handle:
+            yield from _pairs_of(raw.decode("utf-8", "replace") for raw in handle)
+        # Read through once before any line is taken: gzip's check comes at the end, and a
+        # damaged file gives no lines at all, as _data does.
+        try:
+            with gzip.open(gzipped, "rb") as handle:
+                while handle.read(1 << 16):
+                    pass
+        except FileNotFoundError:
+            return
+        except _UNREADABLE as exc:
+            self.store.set_aside(gzipped, f"cannot read ({exc})")
+            return
+        with contextlib.suppress(OSError), gzip.open(gzipped, "rb") as handle:
+            yield from _pairs_of(raw.decode("utf-8", "replace") for raw in handle)
 
     def pairs(self, commit: str, sources: Iterable[str] = SOURCES) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
@@ -151,9 +171,10 @@ class Knowledge:
         """The tests known at `commit` (those in `only`), and how many tests that existed
         there have a known outcome, in one read.
 
-        Read line by line into one AtCommit a test: this runs at the end of every run, over
-        the whole suite, and a set of outcomes for each test made it the run's peak of memory
-        (12.5 MB on 20,000 tests). Only a test with several lines gets one."""
+        This runs at the end of every run, over the whole suite, and was that run's peak of
+        memory (12.5 MB on 20,000 tests, with a set of outcomes for each test): the files are
+        read a line at a time, a test seen once shares its AtCommit with the others, and only
+        a test with several lines gets a set."""
         known: dict[str, AtCommit] = {}
         several: dict[str, set[str]] = {}  # every outcome of a test with more than one line
         outside: set[str] = set()  # tests not in `only` that existed
@@ -165,7 +186,7 @@ class Knowledge:
                     continue
                 before = known.get(nodeid)
                 if before is None:
-                    known[nodeid] = AtCommit(outcome, source)
+                    known[nodeid] = _SEEN_ONCE[outcome, source]
                 elif outcome != before.outcome or nodeid in several:
                     outcomes = several.setdefault(nodeid, {before.outcome})
                     outcomes.add(outcome)
@@ -176,14 +197,15 @@ class Knowledge:
         )
         return known, inside + len(outside)
 
-    def add(self, commit: str, source: str, pairs: Iterable[tuple[str, str]]) -> int:
+    def add(self, commit: str, source: str, pairs: Collection[tuple[str, str]]) -> int:
         """Merge (outcome, nodeid) pairs into what `source` knows at `commit`; return how many
         lines were new. The caller holds the store's lock."""
         gzipped, plain = self._files(commit, source)
         # At the end of each clean run this takes the whole suite, and was that run's peak of
-        # memory: what is new is found with the file read a line at a time, the file is read
-        # whole only to be rewritten, and written as it is compressed.
-        new = {pair for pair in pairs if pair[0] in OUTCOMES}
+        # memory. Most such runs learn nothing new, which is found without a copy of either.
+        if not plain.exists() and self._holds_all(commit, source, pairs):
+            return 0
+        new = {pair for pair in pairs if pair[0] in OUTCOMES and "\n" not in pair[1]}
         new.difference_update(self._read(commit, source))
         if not new:
             return 0
@@ -200,26 +222,46 @@ class Knowledge:
             plain.unlink()  # an older store's file: its lines are in the new one
         return len(new)
 
+    def _holds_all(self, commit: str, source: str, pairs: Collection[tuple[str, str]]) -> bool:
+        """Whether each of `pairs` is a line of the file, found by counting the lines that are
+        among them: exact for a file whose lines are sorted and unique, as `add` writes them
+        (checked on the way); any other gives False."""
+        count, previous = 0, None
+        for pair in self._read(commit, source):
+            if previous is not None and pair <= previous:
+                return False
+            previous = pair
+            count += pair in pairs
+        return count == len(pairs)
+
     def suite(self, commit: str) -> list[str] | None:
         """Every test of the suite at `commit`, as a whole collection there last found it."""
         try:
-            data = gzip.decompress((self.root / commit / SUITE).read_bytes())
-        except (OSError, EOFError, gzip.BadGzipFile):
+            text = gzip.decompress((self.root / commit / SUITE).read_bytes()).decode(
+                "utf-8", "surrogatepass"
+            )
+        except (*_UNREADABLE, UnicodeDecodeError):
             return None
-        return data.decode("utf-8", "surrogatepass").splitlines()
+        return [nodeid for nodeid in text.split("\n") if nodeid]  # lines end at "\n" alone
 
     def set_suite(self, commit: str, nodeids: Iterable[str]) -> None:
         """Keep the suite a whole collection found at `commit` (gzipped: a large suite's ids
         compress about tenfold). The caller holds the store's lock."""
         if not SHA.fullmatch(commit):
             raise ValueError(f"not a commit: {commit!r}")
-        ids = sorted({nodeid for nodeid in nodeids if "\n" not in nodeid})
-        if self.suite(commit) == ids:
-            return
+        # Sorted and compared a line at a time, with no set or second copy of the ids: this
+        # runs at the end of each clean run that collected the whole suite.
+        ids = [nodeid for nodeid, _ in itertools.groupby(sorted(nodeids)) if "\n" not in nodeid]
         path = self.root / commit / SUITE
+
+        def encoded() -> Iterator[bytes]:
+            return (f"{nodeid}\n".encode("utf-8", "surrogatepass") for nodeid in ids)
+
+        with contextlib.suppress(*_UNREADABLE), gzip.open(path, "rb") as handle:
+            if all(a == b for a, b in itertools.zip_longest(handle, encoded())):
+                return
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(f"{nodeid}\n" for nodeid in ids)
-        _atomic_write_bytes(path, gzip.compress(text.encode("utf-8", "surrogatepass"), 6, mtime=0))
+        _atomic_write_chunks(path, gzip_chunks(encoded()))
 
     def commits(self) -> list[str]:
         """The commits anything is known at."""

@@ -660,7 +660,9 @@ class RunRecorder:
         results = self.results
         builder = diffing.DiffBuilder(failed_files)
         run_ids: set[str] = set()
-        seen: set[str] = set()
+        # Those of this run's tests not yet found in the index: a dict of the run's own node id
+        # strings, a quarter of what a set of the ones found grew to at the end.
+        unseen = dict.fromkeys(results)
         complete = facts.status == "complete"
         gone = self._vanishing(facts, failed_files) if complete else None
         self._suite_files = {}
@@ -672,15 +674,15 @@ class RunRecorder:
                 builder.known(nodeid)
                 result = results.get(nodeid)
                 if result is not None:
-                    seen.add(result.nodeid)  # the run's own string, not a copy read from the file
+                    unseen.pop(nodeid, None)
                     builder.compare(result, before)
                     yield Entry(nodeid, self._known(result, when))
                 elif gone is None or not gone(nodeid):
                     yield entry  # unchanged: written back as it was read
-            for nodeid, result in results.items():
-                if nodeid not in seen:
-                    builder.compare(result, None)
-                    yield Entry(nodeid, self._known(result, when))
+            for nodeid in unseen:
+                result = results[nodeid]
+                builder.compare(result, None)
+                yield Entry(nodeid, self._known(result, when))
 
         if results:
             self.store.save_index(self._tallied(merged()))
@@ -787,14 +789,19 @@ class RunRecorder:
         if facts.collected is None or facts.collected_files is None:
             return None
         files = facts.collected_files - failed_files
-        present = set(facts.collected)
+        collected = facts.collected
+        present: set[str] = set()  # made when first asked: a run of the whole suite never is
         kept: dict[str, bool] = {}  # by file: not collected this run, but still there
 
         def gone(nodeid: str) -> bool:
             path = nodeid.split("::", 1)[0]
             if path not in kept:
                 kept[path] = path not in files and (self.rootdir / path).exists()
-            return not kept[path] and nodeid not in present
+            if kept[path]:
+                return False
+            if not present:
+                present.update(collected)
+            return nodeid not in present
 
         return gone
 

@@ -130,3 +130,24 @@ def test_what_is_known_at_a_commit_is_gzipped_and_an_older_plain_file_still_coun
     warnings = cli_json(pytester, "summary")["store_warnings"]
     assert any("recorded.gz: cannot read" in line and "moved aside" in line for line in warnings)
     assert len(gzip.decompress((at / "recorded.gz").read_bytes()).splitlines()) == 302
+
+    # A run that learns nothing new leaves both files as they were (nothing is rewritten)...
+    recorded, suite = (at / "recorded.gz").read_bytes(), (at / "suite.gz").read_bytes()
+    pytester.runpytest(*QUIET).assert_outcomes(passed=302)
+    assert (at / "recorded.gz").read_bytes() == recorded
+    assert (at / "suite.gz").read_bytes() == suite
+
+    # ...and is not fooled by a file it did not write: here test_b's line is test_a's twice,
+    # which is as many lines as the run's, all of them its own. test_b is learnt again, and
+    # a suite that lost a test is written whole again.
+    lines = gzip.decompress(recorded).decode().splitlines()
+    doubled = [
+        line if line != "passed test_k.py::test_b" else "passed test_k.py::test_a" for line in lines
+    ]
+    text = "".join(f"{line}\n" for line in doubled)
+    (at / "recorded.gz").write_bytes(gzip.compress(text.encode()))
+    ids = gzip.decompress(suite).decode().splitlines()
+    (at / "suite.gz").write_bytes(gzip.compress("".join(f"{i}\n" for i in ids[1:]).encode()))
+    pytester.runpytest(*QUIET).assert_outcomes(passed=302)
+    assert gzip.decompress((at / "recorded.gz").read_bytes()).decode().splitlines() == lines
+    assert gzip.decompress((at / "suite.gz").read_bytes()).decode().splitlines() == ids
