@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import itertools
 import re
 import zlib
@@ -90,6 +91,12 @@ def _combined(outcomes: set[str], known_by: str) -> AtCommit:
     return AtCommit(outcome, known_by, bool(failing) and "passed" in outcomes)
 
 
+def _lines(path: Path) -> io.BufferedReader:
+    """A gzipped file to read a line at a time: gzip's own file object takes a few Python calls
+    a line, this buffer over it none (2.5 times as fast; these files hold a line a test)."""
+    return io.BufferedReader(gzip.open(path, "rb"))
+
+
 class Knowledge:
     """The `commits/` folder of a store."""
 
@@ -142,7 +149,7 @@ class Knowledge:
         except _UNREADABLE as exc:
             self.store.set_aside(gzipped, f"cannot read ({exc})")
             return
-        with contextlib.suppress(OSError), gzip.open(gzipped, "rb") as handle:
+        with contextlib.suppress(OSError), _lines(gzipped) as handle:
             yield from _pairs_of(raw.decode("utf-8", "replace") for raw in handle)
 
     def pairs(self, commit: str, sources: Iterable[str] = SOURCES) -> set[tuple[str, str]]:
@@ -257,7 +264,7 @@ class Knowledge:
         def encoded() -> Iterator[bytes]:
             return (f"{nodeid}\n".encode("utf-8", "surrogatepass") for nodeid in ids)
 
-        with contextlib.suppress(*_UNREADABLE), gzip.open(path, "rb") as handle:
+        with contextlib.suppress(*_UNREADABLE), _lines(path) as handle:
             if all(a == b for a, b in itertools.zip_longest(handle, encoded())):
                 return
         path.parent.mkdir(parents=True, exist_ok=True)
