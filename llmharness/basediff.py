@@ -64,7 +64,7 @@ def check_unknown(
     if found.outcomes:
         try:
             with store.locked():
-                Knowledge(store).add(base, "checked", {(o, n) for n, o in found.outcomes.items()})
+                Knowledge(store).add(base, "checked", ((o, n) for n, o in found.outcomes.items()))
         except (StoreError, OSError) as exc:
             warn(f"cannot keep the outcomes checked at the base: {exc}")
     return facts
@@ -81,7 +81,9 @@ def record_clean_run(
     if version.dirty or not results:
         return
     knowledge = Knowledge(store)
-    knowledge.add(version.commit, "recorded", _Learnt(results))
+    learnt = _Learnt(results)
+    if not knowledge.holds(version.commit, "recorded", learnt):
+        knowledge.add(version.commit, "recorded", learnt)
     if suite:
         knowledge.set_suite(version.commit, suite)
 

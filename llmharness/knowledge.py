@@ -204,14 +204,10 @@ class Knowledge:
         )
         return known, inside + len(outside)
 
-    def add(self, commit: str, source: str, pairs: Collection[tuple[str, str]]) -> int:
+    def add(self, commit: str, source: str, pairs: Iterable[tuple[str, str]]) -> int:
         """Merge (outcome, nodeid) pairs into what `source` knows at `commit`; return how many
         lines were new. The caller holds the store's lock."""
         gzipped, plain = self._files(commit, source)
-        # At the end of each clean run this takes the whole suite, and was that run's peak of
-        # memory. Most such runs learn nothing new, which is found without a copy of either.
-        if not plain.exists() and self._holds_all(commit, source, pairs):
-            return 0
         new = {pair for pair in pairs if pair[0] in OUTCOMES and "\n" not in pair[1]}
         new.difference_update(self._read(commit, source))
         if not new:
@@ -229,10 +225,14 @@ class Knowledge:
             plain.unlink()  # an older store's file: its lines are in the new one
         return len(new)
 
-    def _holds_all(self, commit: str, source: str, pairs: Collection[tuple[str, str]]) -> bool:
-        """Whether each of `pairs` is a line of the file, found by counting the lines that are
-        among them: exact for a file whose lines are sorted and unique, as `add` writes them
-        (checked on the way); any other gives False."""
+    def holds(self, commit: str, source: str, pairs: Collection[tuple[str, str]]) -> bool:
+        """Whether `source` already knows every one of `pairs` at `commit`, found without a copy
+        of either: the end of a clean run asks it of the whole suite, and most such runs learn
+        nothing new. The lines that are among `pairs` are counted, which is exact for a file
+        whose lines are sorted and unique, as `add` writes them (checked on the way); any other
+        file (or an older store's plain one beside it) gives False."""
+        if self._files(commit, source)[1].exists():
+            return False
         count, previous = 0, None
         for pair in self._read(commit, source):
             if previous is not None and pair <= previous:
