@@ -131,9 +131,12 @@ def test_what_is_known_at_a_commit_is_gzipped_and_an_older_plain_file_still_coun
     assert any("recorded.gz: cannot read" in line and "moved aside" in line for line in warnings)
     assert len(gzip.decompress((at / "recorded.gz").read_bytes()).splitlines()) == 302
 
-    # A run that learns nothing new leaves both files as they were (nothing is rewritten)...
+    # A run that learns nothing new leaves both files as they were: not rewritten, which
+    # would replace them with new files (new inodes) even with the same bytes...
     recorded, suite = (at / "recorded.gz").read_bytes(), (at / "suite.gz").read_bytes()
+    inodes = [(at / name).stat().st_ino for name in ("recorded.gz", "suite.gz")]
     pytester.runpytest(*QUIET).assert_outcomes(passed=302)
+    assert [(at / name).stat().st_ino for name in ("recorded.gz", "suite.gz")] == inodes
     assert (at / "recorded.gz").read_bytes() == recorded
     assert (at / "suite.gz").read_bytes() == suite
 
