@@ -67,6 +67,7 @@ __all__ = [
     "local_dependencies",
     "plan",
     "plugin_identity",
+    "recorded_ids",
     "relative",
     "selection_free",
     "variable_digests",
@@ -643,7 +644,7 @@ def decode_keywords(ids: Sequence[str], record: Any) -> list[Keywords] | None:
     return tests
 
 
-def _known(fingerprints: Fingerprints, rel: str, entry: Any) -> list[str] | None:
+def recorded_ids(fingerprints: Fingerprints, rel: str, entry: Any) -> list[str] | None:
     """The recorded node ids of `rel` if nothing its collection depended on has changed."""
     if not isinstance(entry, dict):
         return None
@@ -747,7 +748,7 @@ def plan(
     lowest: tuple[int, str, str] | None = None
     cut = sampler.cut(fraction)
     for rel, entry in files.items():
-        ids = _known(fingerprints, rel, entry)
+        ids = recorded_ids(fingerprints, rel, entry)
         if ids is None:
             continue
         out: frozenset[str] = frozenset()

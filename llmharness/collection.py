@@ -202,10 +202,17 @@ class CollectionTracker:
         rootdir: Path,
         plan: Callable[[], collectcache.CollectionPlan],
         store: Path | None = None,
+        unchanged: Callable[[], Mapping[str, Any] | None] = lambda: None,
     ) -> None:
         self.rootdir = rootdir
         self._make_plan = plan
         self._plan: collectcache.CollectionPlan | None = None
+        # The cache's entries when none of them needs recording again (see
+        # CollectionCache.unchanged); decided when the first collector is collected.
+        self._find_unchanged = unchanged
+        self._unchanged: Mapping[str, Any] | None = None
+        self._recording: bool | None = None
+        self.unrecorded: set[str] = set()  # files collected unaudited that need an entry
         self.failed: set[str] = set()
         self.skipped: set[str] = set()  # known files this process did not import
         self.fingerprints = collectcache.Fingerprints(rootdir)
@@ -231,6 +238,20 @@ class CollectionTracker:
             with _paused():  # planning reads every known file's dependencies
                 self._plan = self._make_plan()
         return self._plan
+
+    @property
+    def recording(self) -> bool:
+        """Whether this run notes what each file's collection reads (the audit hook).
+
+        Not when every cached entry is still valid and the cache was written whole: recording
+        them again would give the same entries, and an audit hook, once installed, costs every
+        audited event for the rest of the process (pytest's own protocol raises eight a test).
+        """
+        if self._recording is None:
+            with _paused():
+                self._unchanged = self._find_unchanged()
+            self._recording = self._unchanged is None
+        return self._recording
 
     def _file(self, rel: str) -> _File:
         state = self._files.get(rel)
@@ -307,6 +328,9 @@ class CollectionTracker:
         if rel is None or isinstance(collector, pytest.Session):
             return (yield)
         folder = isinstance(collector, pytest.Directory)
+        if not self.recording:
+            report = yield
+            return report if folder else self._collected(collector, rel, report, set(), None)
         before = set(sys.modules) if folder or isinstance(collector, pytest.Module) else None
         with _window(_audit(), root) as reads:
             report = yield
@@ -504,12 +528,18 @@ class CollectionTracker:
         if self.full:
             return {}
         plan = self.plan
+        unchanged = None if self.recording else self._unchanged
         entries = {}
         for rel, state in self._files.items():
             if not state.module or state.failed or rel in plan.wanted:
                 continue
             if not state.children.issubset(state.items):
                 continue  # narrowed: some of its classes were never collected
+            if unchanged is not None:
+                kept = self._kept(rel, state, unchanged.get(rel))
+                if kept is not None:
+                    entries[rel] = kept
+                continue
             deps = set(state.deps)
             for module in state.deps:  # what its helpers read when imported, here or before
                 deps |= self._imports.get(module, set())
@@ -524,10 +554,26 @@ class CollectionTracker:
                 entries[rel] = entry
         return entries
 
+    def _kept(self, rel: str, state: _File, cached: Any) -> dict[str, Any] | None:
+        """In a run that does not record: the cached entry of a file collected as recorded.
+        Any other file (new, or producing other node ids or markers) gets no entry, as what
+        its collection read is unknown; it is noted in `unrecorded`, for the next run to
+        record."""
+        ids = state.produced()
+        if (
+            isinstance(cached, dict)
+            and cached.get("ids") == ids
+            and cached.get("select") == collectcache.encode_keywords(ids, self._keywords)
+        ):
+            return cached
+        self.unrecorded.add(rel)
+        return None
+
     def release(self) -> None:
         """The cache has what it needs: the per-file notes need not stay in memory."""
         self._finish()
         self._files = {}
+        self._unchanged = None
         self._recorded = {}
         self._items = []
         self._keywords = {}
@@ -663,8 +709,9 @@ class _Update:
 
     env: str
     fresh: dict[str, Any]  # entries changed or new
-    failed: set[str]  # files whose collection failed: their entries go
+    failed: set[str]  # files whose collection failed (or was not recorded): their entries go
     drop: bool = False  # a file built other ids than recorded: keep nothing
+    complete: bool = True  # every file collected has its entry (see CollectionCache.unchanged)
 
 
 class CollectionCache:
@@ -688,7 +735,7 @@ class CollectionCache:
         self.changed = changed
         self.rootdir = config.rootpath
         self._warn = on_warning
-        self.tracker = CollectionTracker(self.rootdir, self.plan, store.root)
+        self.tracker = CollectionTracker(self.rootdir, self.plan, store.root, self.unchanged)
         self._collection_cache: dict[str, Any] | None = None
         self._collection_plan: collectcache.CollectionPlan | None = None
         # Taken now, before any test module is imported (one may set variables or extend
@@ -768,6 +815,21 @@ class CollectionCache:
                     self.reason = self._unknown_because(cache)
         return self._collection_plan
 
+    def unchanged(self) -> Mapping[str, Any] | None:
+        """The cached entries, when this run need not record its collection again: the cache
+        is this environment's, was left `complete` by the run that wrote it (every file that
+        run collected has its entry), and nothing any entry depended on has changed. None
+        when the run records (then it writes every file's entry afresh)."""
+        cache = self._cache()
+        files = cache["files"]
+        if cache["env"] != self._env_key or cache.get("complete") is not True or not files:
+            return None
+        fingerprints = self.tracker.fingerprints
+        for rel, entry in files.items():
+            if collectcache.recorded_ids(fingerprints, rel, entry) is None:
+                return None
+        return cast(Mapping[str, Any], files)
+
     def touched_by_changes(self, fresh: Mapping[str, Any] | None = None) -> set[str]:
         """The test files the changes touch, by what the cache (and `fresh`, this run's new
         entries) recorded of each file's collection."""
@@ -844,9 +906,19 @@ class CollectionCache:
         cache = self._cache()
         known = cache["files"] if cache["env"] == env else {}
         fresh = {rel: e for rel, e in entries.items() if not _same_entry(known.get(rel), e)}
-        if cache["env"] == env and not fresh and not any(rel in known for rel in failed):
+        # Files collected without being recorded: an entry they had is dropped, and the cache
+        # is left incomplete, so that the next run records them.
+        unrecorded = self.tracker.unrecorded
+        complete = not unrecorded
+        dropped = set(failed) | unrecorded
+        if (
+            cache["env"] == env
+            and not fresh
+            and not any(rel in known for rel in dropped)
+            and cache.get("complete") is complete
+        ):
             return
-        self._collection_update = _Update(env, fresh, set(failed))
+        self._collection_update = _Update(env, fresh, dropped, complete=complete)
 
     def write(self) -> None:
         update = self._collection_update
@@ -874,6 +946,7 @@ class CollectionCache:
                     "variables": self._variables,
                     "args": self._args,
                     "files": files,
+                    "complete": update.complete and not update.drop,
                 }
                 self.store.write_json(self.store.root / COLLECTION_FILE, data)
         except StoreError as exc:

@@ -296,6 +296,11 @@ class Harness:
             uncollected = self.collection.collected(
                 collected, tracker.touched(), entries, tracker.failed
             )
+            self.diagnostics.event(
+                "collection_recorded",
+                recorded=tracker.recording,
+                unrecorded=sorted(tracker.unrecorded),
+            )
             self.uncollected = self.collection.uncollected_counts
             unselected = set(self.collection.unselected)
             self.deselected += len(unselected)

@@ -273,3 +273,135 @@ def test_xdist_workers_apply_the_same_plan(
     sample = json.loads((last / "summary.json").read_text(encoding="utf-8"))["sample"]
     assert sample["total"] == len(everything)
     assert sample["uncollected_files"] > 0
+
+
+# -- runs that do not record what collection read -------------------------------------------
+def _data_suite(pytester: pytest.Pytester, name: str, cases: int) -> None:
+    """A test file parametrized by a data file its helper module reads when imported."""
+    (pytester.path / f"{name}.json").write_text(json.dumps(list(range(cases))))
+    pytester.makepyfile(
+        **{
+            f"{name}_helper": f"""
+            import json, pathlib
+            CASES = json.loads((pathlib.Path(__file__).parent / "{name}.json").read_text())
+            """,
+            f"test_{name}": f"""
+            import pytest
+            from {name}_helper import CASES
+
+            @pytest.mark.parametrize("case", CASES)
+            def test_case(case): pass
+            """,
+        }
+    )
+
+
+def _recorded(pytester: pytest.Pytester) -> tuple[bool, list[str]]:
+    """Whether the last run recorded its collection, and the files it could not record."""
+    text = (pytester.path / ".llmharness" / "last" / "debug.log").read_text()
+    line = next(line for line in text.splitlines() if "event='collection_recorded'" in line)
+    recorded = "recorded=True" in line
+    unrecorded = line.partition("unrecorded=")[2]
+    return recorded, json.loads(unrecorded.replace("'", '"'))
+
+
+def _cache(pytester: pytest.Pytester) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (pytester.path / ".llmharness" / "collection.json").read_text()
+    )
+    return data
+
+
+def _seed_sampling_new_cases(name: str, old: int, new: int, fraction: float) -> str:
+    """A seed whose sample holds none of the first `old` cases but some of the next ones: a
+    cache that trusted the unchanged test file would skip it and miss them."""
+    ids = [f"test_{name}.py::test_case[{i}]" for i in range(new)]
+    return next(
+        seed
+        for seed in (f"s{i}" for i in range(1_000))
+        if not any(score(seed, n) < fraction for n in ids[:old])
+        and any(score(seed, n) < fraction for n in ids[old:])
+    )
+
+
+def test_a_run_with_nothing_changed_does_not_record_and_the_cache_stays_sound(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMHARNESS_DEBUG_LOG", "1")
+    _suite(pytester)
+    _data_suite(pytester, "data", cases=6)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    assert _recorded(pytester) == (True, [])
+    written = (pytester.path / ".llmharness" / "collection.json").read_bytes()
+    assert "data.json" in _cache(pytester)["files"]["test_data.py"]["deps"]
+
+    _run(pytester, monkeypatch, "--agent-id", "again")
+    assert _recorded(pytester) == (False, [])
+    assert (pytester.path / ".llmharness" / "collection.json").read_bytes() == written
+
+    # What the first run's audit read still guards the file: only data.json changes.
+    seed = _seed_sampling_new_cases("data", 6, 60, 0.2)
+    (pytester.path / "data.json").write_text(json.dumps(list(range(60))))
+    sample = _same_as_full_collection(
+        pytester, monkeypatch, "--fast-fraction", "20%", "--seed", seed
+    )
+    assert sample["total"] == 146 + 60
+    assert _recorded(pytester) == (True, [])
+
+
+def test_a_file_new_in_a_run_that_does_not_record_is_recorded_by_the_next(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMHARNESS_DEBUG_LOG", "1")
+    _suite(pytester)
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    _data_suite(pytester, "late", cases=6)
+
+    # Nothing cached changed, so this run does not record: the new file gets no entry.
+    _run(pytester, monkeypatch, "--agent-id", "new")
+    assert _recorded(pytester) == (False, ["test_late.py"])
+    cache = _cache(pytester)
+    assert "test_late.py" not in cache["files"]
+    assert cache["complete"] is False
+
+    _run(pytester, monkeypatch, "--agent-id", "next")
+    assert _recorded(pytester) == (True, [])
+    cache = _cache(pytester)
+    assert "late.json" in cache["files"]["test_late.py"]["deps"]
+    assert cache["complete"] is True
+
+    seed = _seed_sampling_new_cases("late", 6, 60, 0.2)
+    (pytester.path / "late.json").write_text(json.dumps(list(range(60))))
+    sample = _same_as_full_collection(
+        pytester, monkeypatch, "--fast-fraction", "20%", "--seed", seed
+    )
+    assert sample["total"] == 146 + 60
+
+
+def test_a_file_that_builds_other_ids_unrecorded_loses_its_entry(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its ids changed with nothing it was recorded reading changed (here: an environment
+    variable llmharness does not key on, as pytest's own are not): its entry goes, and the
+    next run records it."""
+    monkeypatch.setenv("LLMHARNESS_DEBUG_LOG", "1")
+    _suite(pytester)
+    pytester.makepyfile(
+        test_env="""
+        import os, pytest
+
+        @pytest.mark.parametrize("n", range(int(os.environ.get("PYTEST_XDIST_LLMH_CASES", "2"))))
+        def test_n(n): pass
+        """
+    )
+    _run(pytester, monkeypatch, "--agent-id", "warmup")
+    assert len(_cache(pytester)["files"]["test_env.py"]["ids"]) == 2
+    monkeypatch.setenv("PYTEST_XDIST_LLMH_CASES", "3")
+    _run(pytester, monkeypatch, "--agent-id", "more")
+    assert _recorded(pytester) == (False, ["test_env.py"])
+    cache = _cache(pytester)
+    assert "test_env.py" not in cache["files"]
+    assert cache["complete"] is False
+    _run(pytester, monkeypatch, "--agent-id", "next")
+    assert _recorded(pytester) == (True, [])
+    assert len(_cache(pytester)["files"]["test_env.py"]["ids"]) == 3
