@@ -579,6 +579,19 @@ class CollectionTracker:
         self._keywords = {}
 
 
+def still_valid(
+    fingerprints: collectcache.Fingerprints, files: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """The cache's entries `files` when there are some and nothing any of them depended on has
+    changed, else None."""
+    if not files:
+        return None
+    for rel, entry in files.items():
+        if collectcache.recorded_ids(fingerprints, rel, entry) is None:
+            return None
+    return files
+
+
 def collected_cleanly(config: pytest.Config, report: pytest.CollectReport) -> bool:
     """Whether `report` is of a test file that was collected and says what the file holds: the
     known tests of such a file that it did not yield are gone. Not so under --lf once pytest
@@ -821,14 +834,9 @@ class CollectionCache:
         run collected has its entry), and nothing any entry depended on has changed. None
         when the run records (then it writes every file's entry afresh)."""
         cache = self._cache()
-        files = cache["files"]
-        if cache["env"] != self._env_key or cache.get("complete") is not True or not files:
+        if cache["env"] != self._env_key or cache.get("complete") is not True:
             return None
-        fingerprints = self.tracker.fingerprints
-        for rel, entry in files.items():
-            if collectcache.recorded_ids(fingerprints, rel, entry) is None:
-                return None
-        return cast(Mapping[str, Any], files)
+        return still_valid(self.tracker.fingerprints, cache["files"])
 
     def touched_by_changes(self, fresh: Mapping[str, Any] | None = None) -> set[str]:
         """The test files the changes touch, by what the cache (and `fresh`, this run's new
@@ -878,15 +886,16 @@ class CollectionCache:
         entries: dict[str, Any],
         failed: Collection[str],
         stale: str | None = None,
+        unrecorded: Collection[str] = (),
     ) -> list[str]:
-        """Collection is over (here or on a worker, which sends its tracker's `stale`): keep
-        what changed for the cache and return the known tests the plan left uncollected,
-        which count in the run's total."""
+        """Collection is over (here or on a worker, which sends its tracker's `stale` and
+        `unrecorded`): keep what changed for the cache and return the known tests the plan
+        left uncollected, which count in the run's total."""
         self.stale = stale if stale is not None else self.tracker.stale
         uncollected = self.uncollected(touched, collected)
         if self.stale is not None:
             self._warn(self.stale)
-        self.save(entries, failed, drop=self.stale is not None)
+        self.save(entries, failed, self.stale is not None, {*unrecorded, *self.tracker.unrecorded})
         self.release()
         return uncollected
 
@@ -896,7 +905,13 @@ class CollectionCache:
         self._collection_plan = collectcache.CollectionPlan()
         self.tracker.release()
 
-    def save(self, entries: dict[str, Any], failed: Collection[str], drop: bool = False) -> None:
+    def save(
+        self,
+        entries: dict[str, Any],
+        failed: Collection[str],
+        drop: bool = False,
+        unrecorded: Collection[str] = (),
+    ) -> None:
         """Keep what changed in the collection cache, to be written at the end of the run:
         the store's lock is then never taken before the tests."""
         env = self._env_key
@@ -908,9 +923,8 @@ class CollectionCache:
         fresh = {rel: e for rel, e in entries.items() if not _same_entry(known.get(rel), e)}
         # Files collected without being recorded: an entry they had is dropped, and the cache
         # is left incomplete, so that the next run records them.
-        unrecorded = self.tracker.unrecorded
         complete = not unrecorded
-        dropped = set(failed) | unrecorded
+        dropped = {*failed, *unrecorded}
         if (
             cache["env"] == env
             and not fresh

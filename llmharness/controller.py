@@ -237,6 +237,7 @@ class Harness:
                 plan,
                 always=tuple(sorted(self.collection.touched_by_changes())),
                 track_collection=True,
+                record_collection=self.collection.tracker.recording,
                 skip_files=tuple(sorted(planned.skip)),
                 wanted={rel: sorted(ids) for rel, ids in planned.wanted.items()},
                 known={rel: planned.known[rel] for rel in planned.wanted},
@@ -258,6 +259,12 @@ class Harness:
                 cache["entries"],
                 cache["failed"],
                 cache.get("stale"),
+                cache.get("unrecorded", ()),
+            )
+            self.diagnostics.event(
+                "collection_recorded",
+                recorded=cache.get("recorded", True),
+                unrecorded=sorted(cache.get("unrecorded", ())),
             )
             self.uncollected = self.collection.uncollected_counts
         self.collected = list(output["collected"]) + uncollected

@@ -34,6 +34,7 @@ class Plan:
     store_root: str
     deadline: float | None = None  # time.time() after which no test may start
     track_collection: bool = False  # note what each file's collection depends on
+    record_collection: bool = True  # False: the cache is unchanged, keep its entries
     skip_files: tuple[str, ...] = ()  # known files without a sampled test: not collected
     wanted: dict[str, list[str]] | None = None  # known files' sampled tests: the rest not built
     known: dict[str, list[str]] | None = None  # the recorded ids of the files built in part
@@ -102,8 +103,15 @@ class WorkerSampler:
                 unselected={rel: frozenset(ids) for rel, ids in (plan.unselected or {}).items()},
             )
             self.tracker = collection.CollectionTracker(
-                config.rootpath, lambda: known, Path(plan.store_root)
+                config.rootpath, lambda: known, Path(plan.store_root), self._unchanged
             )
+
+    def _unchanged(self) -> Mapping[str, Any] | None:
+        """The cache's entries, when the controller found them unchanged and they still are."""
+        if self.plan.record_collection or self.tracker is None:
+            return None
+        files = Store(Path(self.plan.store_root), readonly=True).load_collection()["files"]
+        return collection.still_valid(self.tracker.fingerprints, files)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if collection.collected_cleanly(self.config, report):
@@ -127,6 +135,8 @@ class WorkerSampler:
                 "entries": entries,
                 "failed": sorted(self.tracker.failed),
                 "stale": self.tracker.stale,
+                "recorded": self.tracker.recording,
+                "unrecorded": sorted(self.tracker.unrecorded),
             }
         sample = None
         if self.plan.samples:

@@ -405,3 +405,42 @@ def test_a_file_that_builds_other_ids_unrecorded_loses_its_entry(
     _run(pytester, monkeypatch, "--agent-id", "next")
     assert _recorded(pytester) == (True, [])
     assert len(_cache(pytester)["files"]["test_env.py"]["ids"]) == 3
+
+
+def test_xdist_workers_do_not_record_an_unchanged_cache_and_record_a_new_file_next(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMHARNESS_DEBUG_LOG", "1")
+    _suite(pytester)
+    _data_suite(pytester, "data", cases=6)
+
+    def run(agent: str) -> None:
+        result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "--agent-id", agent)
+        assert result.ret == 0, result.stdout.str()
+
+    run("warmup")
+    assert _recorded(pytester) == (True, [])
+    written = (pytester.path / ".llmharness" / "collection.json").read_bytes()
+    run("again")
+    assert _recorded(pytester) == (False, [])
+    assert (pytester.path / ".llmharness" / "collection.json").read_bytes() == written
+
+    _data_suite(pytester, "late", cases=6)
+    run("new")
+    assert _recorded(pytester) == (False, ["test_late.py"])
+    assert "test_late.py" not in _cache(pytester)["files"]
+    run("next")
+    assert _recorded(pytester) == (True, [])
+    assert "late.json" in _cache(pytester)["files"]["test_late.py"]["deps"]
+
+    seed = _seed_sampling_new_cases("late", 6, 60, 0.2)
+    (pytester.path / "late.json").write_text(json.dumps(list(range(60))))
+    result = pytester.runpytest_subprocess(
+        *QUIET, "-n", "2", "--fast-fraction", "20%", "--seed", seed
+    )
+    assert result.ret == 0, result.stdout.str()
+    everything = _all_ids(pytester)
+    last = pytester.path / ".llmharness" / "last"
+    rows = (last / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    ran = [json.loads(row)["nodeid"] for row in rows if row.strip()]
+    assert sorted(ran) == sorted(select(everything, 0.2, seed).selected)
