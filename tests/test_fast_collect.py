@@ -130,15 +130,7 @@ def test_changed_helper_module_changes_the_parametrization(
 ) -> None:
     _suite(pytester, cases=6)
     _run(pytester, monkeypatch, "--agent-id", "warmup")
-    # A seed that samples none of the old cases but some new ones: a cache that trusted the
-    # unchanged test file would skip it and miss them.
-    old = [f"test_helper_params.py::test_case[{i}]" for i in range(6)]
-    new = [f"test_helper_params.py::test_case[{i}]" for i in range(6, 60)]
-    seed = next(
-        seed
-        for seed in (f"h{i}" for i in range(1_000))
-        if not any(score(seed, n) < 0.2 for n in old) and any(score(seed, n) < 0.2 for n in new)
-    )
+    seed = _seed_sampling_new_cases("helper_params", 6, 60, 0.2)
     _suite(pytester, cases=60)  # only helpers.py's content differs
     sample = _same_as_full_collection(
         pytester, monkeypatch, "--fast-fraction", "20%", "--seed", seed
