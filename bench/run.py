@@ -1946,7 +1946,8 @@ def store_per_run(record: dict[str, Any] | None, cells: Sequence[Cell]) -> dict[
 
     From the record when it ran: what the second run added to the whole store (its run folder
     and any growth of the index and caches). Otherwise the largest synthetic suite's last run
-    folder.
+    folder, shown for its size but not judged against the goal: the store keeps that folder
+    compacted, so its size as written is not what a run costs the store.
     """
     if record is not None:
         tests = record["suite"]["tests"]
@@ -1981,6 +1982,7 @@ def store_per_run(record: dict[str, Any] | None, cells: Sequence[Cell]) -> dict[
     per_test = added / tests
     return {
         "source": source,
+        "growth": record is not None,
         "tests": tests,
         "bytes_per_run": added,
         "added_by_entry": by_entry,
@@ -2083,8 +2085,9 @@ def where_goals(cells: Sequence[Cell], store: dict[str, Any] | None) -> list[dic
     if store is not None:
         check(
             f"store <= {GOAL_STORE_MB} MB per full run of a {GOAL_STORE_TESTS:,}-test suite "
-            f"({store['source']}, times {GOAL_STORE_TESTS:,} / tests)",
-            {"MB": store["at_goal_tests_mb"]},
+            f"({store['source']}, times {GOAL_STORE_TESTS:,} / tests"
+            + (")" if store["growth"] else "; only the record part measures the goal)"),
+            {"MB": store["at_goal_tests_mb"] if store["growth"] else None},
             GOAL_STORE_MB,
         )
     return checks
